@@ -1,0 +1,54 @@
+"""Deciding what changed: a canonical hash first, a JSON Patch when it differs."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from typing import Any
+
+import jsonpatch
+
+from syncd.identity import CORE_FIELDS
+from syncd.jsonutil import content_hash
+
+
+def without_fields(doc: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """``doc`` minus the dotted ``paths``.
+
+    A path whose first part is a core field (``updated_at``) or ``raw`` is
+    taken from the record; any other path is a key of the provider's own
+    document (``last_logged_in_at``, ``details.changeDate``), so operators can
+    write what they see in the provider's API.
+    """
+    paths = list(paths)
+    if not paths:
+        return doc
+    out = copy.deepcopy(doc)
+    for path in paths:
+        parts = path.split(".")
+        if parts[0] not in CORE_FIELDS:
+            parts = ["raw", *parts]
+        _drop(out, parts)
+    return out
+
+
+def _drop(node: Any, parts: list[str]) -> None:
+    for part in parts[:-1]:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+
+
+def record_hash(doc: dict[str, Any], ignore: Iterable[str] = ()) -> str:
+    """The hash that decides "unchanged": of the record without ignored fields."""
+    return content_hash(without_fields(doc, ignore))
+
+
+def patch(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """RFC 6902 operations that turn ``before`` into ``after``."""
+    return jsonpatch.make_patch(before or {}, after or {}).patch

@@ -1,0 +1,549 @@
+"""The one sync path: lease due targets, fetch, normalize, diff, write.
+
+The daemon's scheduler, ``syncd resync`` and ``syncd demo`` all call
+``Engine.sync``; nothing else syncs users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import structlog
+
+from syncd import metrics
+from syncd.config import Config, ProviderBase
+from syncd.diff import patch, record_hash
+from syncd.errors import (
+    AuthError,
+    CircuitOpen,
+    NotFound,
+    ProviderError,
+    StoreUnavailable,
+)
+from syncd.http import Gate, ProviderClient, RetryPolicy, make_session
+from syncd.identity import Identity
+from syncd.providers import REGISTRY
+from syncd.redact import strip_secrets
+from syncd.store import RUN_COUNTS, ChangeSet, Store, TargetUpdates
+from syncd.timeutil import utcnow
+
+log = structlog.get_logger("syncd.engine")
+
+#: namespace of the deterministic outbox event ids (uuid5)
+EVENT_NAMESPACE = uuid.UUID("6f1c1d3e-5b8a-4c47-9a52-3e0c2b9d7a11")
+
+
+def default_replica() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(16):04x}"
+
+
+def event_id(
+    provider: str,
+    user_id: str,
+    kind: str,
+    before_hash: str | None,
+    after_hash: str | None,
+    before_changed_at: datetime | None,
+) -> uuid.UUID:
+    """Deterministic: two writers racing on the same change compute the same id
+    (and the outbox's primary key lets only one in). ``before_changed_at``
+    tells A→B apart from a later A→B after B→A."""
+    parts = [
+        provider,
+        user_id,
+        kind,
+        before_hash or "",
+        after_hash or "",
+        before_changed_at.isoformat() if before_changed_at else "",
+    ]
+    return uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts))
+
+
+def record_from_row(row: Any) -> dict[str, Any]:
+    """The mirror row as the record document it was written from."""
+    data = dict(row.items())
+    data.pop("updated_at", None)
+    doc = Identity.from_doc(data).to_doc()
+    doc["updated_at"] = row["updated_at"].isoformat() if row["updated_at"] else None
+    return doc
+
+
+@dataclass
+class ProviderRuntime:
+    """A configured provider ready to fetch: adapter, HTTP client, gate."""
+
+    config: ProviderBase
+    adapter: Any
+    client: ProviderClient
+    gate: Gate
+    session: aiohttp.ClientSession
+    ignore: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+def open_runtime(config: ProviderBase) -> ProviderRuntime:
+    cls = REGISTRY[config.type]  # type: ignore[attr-defined]
+    session = make_session(config.concurrency, config.connect_timeout, config.read_timeout)
+    gate = Gate(
+        config.name,
+        concurrency=config.concurrency,
+        max_rps=config.max_rps,
+        adaptive=config.adaptive,
+        circuit_failures=config.circuit_failures,
+        circuit_cooldown=config.circuit_cooldown,
+    )
+    client = ProviderClient(
+        config.name,
+        session,
+        gate,
+        cls.make_auth(config),
+        policy=RetryPolicy(max_attempts=config.max_attempts, retry_after_cap=config.retry_after_cap),
+        error_detail=cls.error_detail,
+        tracking_header=cls.tracking_header,
+    )
+    ignore = config.ignore_fields if config.ignore_fields is not None else cls.default_ignore_fields
+    return ProviderRuntime(config, cls(config, client), client, gate, session, tuple(ignore))
+
+
+@dataclass
+class PassReport:
+    provider: str
+    trigger: str
+    run_id: int | None = None
+    status: str = "ok"
+    error: str | None = None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUN_COUNTS, 0))
+    #: dry run: (user_id, change, patch)
+    diffs: list[tuple[str, str, list[dict[str, Any]]]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        c = self.counts
+        return (
+            f"{self.provider}: fetched {c['fetched']}, created {c['created']}, updated {c['updated']}, "
+            f"deleted {c['deleted']}, restored {c['restored']}, unchanged {c['unchanged']}, "
+            f"failed {c['failed']}, not found {c['not_found']}, held {c['held']}"
+        )
+
+
+@dataclass
+class _Outcome:
+    """What one fetch gave, for one leased target."""
+
+    target: Any
+    identity: Identity | None = None
+    error: ProviderError | None = None
+
+
+class Engine:
+    def __init__(self, store: Store, config: Config, *, replica: str | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.replica = replica or config.daemon.replica or default_replica()
+        self.runtimes: dict[str, ProviderRuntime] = {}
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self, names: Sequence[str] | None = None) -> None:
+        for pc in self.config.providers:
+            if names is not None and pc.name not in names:
+                continue
+            rt = open_runtime(pc)
+            rt.gate.on_pause = self._share_pause(pc.name)
+            self.runtimes[pc.name] = rt
+
+    async def close(self) -> None:
+        for rt in self.runtimes.values():
+            await rt.close()
+        self.runtimes.clear()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _share_pause(self, provider: str) -> Callable[[datetime, str], Any]:
+        async def share(until: datetime, reason: str) -> None:
+            metrics.RATE_LIMIT_WAIT.labels(provider).inc(max(0.0, (until - utcnow()).total_seconds()))
+            try:
+                await self.store.set_pause(provider, until, reason)
+            except StoreUnavailable as exc:  # the local pause still holds
+                log.warning("provider.pause_not_shared", provider=provider, error=str(exc))
+
+        return share
+
+    def apply_remote_pause(self, payload: str) -> None:
+        """A NOTIFY from another replica: ``"<provider> <epoch seconds>"``."""
+        try:
+            name, epoch = payload.rsplit(" ", 1)
+            until = datetime.fromtimestamp(float(epoch), tz=utcnow().tzinfo)
+        except ValueError:
+            return
+        rt = self.runtimes.get(name)
+        if rt is not None and rt.gate.apply_pause(until):
+            log.info("provider.paused_by_peer", provider=name, until=until.isoformat())
+
+    def runtime(self, name: str) -> ProviderRuntime:
+        if name not in self.runtimes:
+            self.config.provider(name)  # raises a ConfigError naming the known ones
+            raise KeyError(name)
+        return self.runtimes[name]
+
+    async def register_config_targets(self) -> None:
+        """A provider's ``user_ids`` from the config are always targets."""
+        for pc in self.config.providers:
+            if pc.user_ids:
+                await self.store.add_targets(pc.name, pc.user_ids)
+
+    # -- the sync pass --------------------------------------------------------------
+    async def sync(
+        self,
+        provider: str,
+        *,
+        trigger: str = "schedule",
+        only: Sequence[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+        stop: asyncio.Event | None = None,
+        max_batches: int | None = None,
+    ) -> PassReport:
+        """Sync every due target of ``provider`` (or only ``only``) until none is due."""
+        rt = self.runtime(provider)
+        report = PassReport(provider, trigger)
+        report.run_id = await self.store.start_run(provider, trigger, self.replica)
+        bound = log.bind(provider=provider, replica=self.replica, run_id=report.run_id)
+        deletions: list[tuple[Any, str]] = []
+        pending: asyncio.Task[None] | None = None
+        batches = 0
+        try:
+            while not (stop and stop.is_set()) and (max_batches is None or batches < max_batches):
+                await self._refresh_pause(rt)
+                if rt.gate.circuit.state == "open":
+                    report.status, report.error = "aborted", "circuit open: provider failing"
+                    break
+                batch = await self.store.lease_due(
+                    provider, self.replica, self.config.sync.lease, self.config.sync.batch_size, only
+                )
+                if not batch:
+                    break
+                batches += 1
+                outcomes = await self._fetch_all(rt, batch)
+                if pending is not None:  # the previous batch's write overlapped this fetch
+                    await pending
+                auth_failure = next((o.error for o in outcomes if isinstance(o.error, AuthError)), None)
+                changes, done = await self._diff(rt, outcomes, report, deletions)
+                pending = asyncio.create_task(self._write(rt, changes, done, report))
+                if progress is not None:
+                    progress(len(batch))
+                if auth_failure is not None:
+                    report.status, report.error = "failed", f"credentials rejected: {auth_failure}"
+                    bound.error("provider.auth_failed", error=str(auth_failure))
+                    break
+            if pending is not None:
+                await pending
+                pending = None
+            if deletions:
+                await self._apply_deletions(rt, deletions, report)
+        except BaseException as exc:
+            if pending is not None and not pending.done():
+                pending.cancel()
+            report.status = "failed"
+            report.error = f"{exc.__class__.__name__}: {exc}"
+            await self._finish(report, bound)
+            raise
+        await self._finish(report, bound)
+        return report
+
+    async def _finish(self, report: PassReport, bound: Any) -> None:
+        if report.status == "ok":
+            metrics.LAST_SUCCESS.labels(report.provider).set_to_current_time()
+        try:
+            if report.run_id is not None:
+                await self.store.finish_run(report.run_id, report.status, report.counts, report.error)
+        except StoreUnavailable as exc:
+            bound.warning("sync.run_not_recorded", error=str(exc))
+        try:
+            await self.store.release_leases(self.replica)
+        except StoreUnavailable:
+            pass  # leases expire by themselves
+        log_method = bound.info if report.status == "ok" else bound.error
+        log_method(
+            "sync.pass_finished",
+            trigger=report.trigger,
+            status=report.status,
+            error=report.error,
+            **report.counts,
+        )
+
+    async def _refresh_pause(self, rt: ProviderRuntime) -> None:
+        """Another replica may have paused the provider: read it before a batch."""
+        until = await self.store.get_pause(rt.name)
+        if until is not None and until > utcnow():
+            rt.gate.apply_pause(until)
+
+    async def _fetch_all(self, rt: ProviderRuntime, batch: Sequence[Any]) -> list[_Outcome]:
+        return list(await asyncio.gather(*(self._fetch_one(rt, t) for t in batch)))
+
+    async def _fetch_one(self, rt: ProviderRuntime, target: Any) -> _Outcome:
+        user_id = target["user_id"]
+        try:
+            identity = await rt.adapter.fetch(user_id)
+        except ProviderError as exc:
+            if not isinstance(exc, NotFound):
+                exc.provider = exc.provider or rt.name
+                log.warning(
+                    "user.fetch_failed",
+                    provider=rt.name,
+                    user_id=user_id,
+                    error=str(exc),
+                    error_type=exc.__class__.__name__,
+                    status=exc.status,
+                    tracking_id=exc.tracking_id,
+                )
+            return _Outcome(target, error=exc)
+        if identity.user_id.lower() != str(user_id).lower():
+            err = ProviderError(f"asked for user {user_id!r}, got {identity.user_id!r}", provider=rt.name)
+            log.warning("user.fetch_failed", provider=rt.name, user_id=user_id, error=str(err))
+            return _Outcome(target, error=err)
+        raw = strip_secrets(identity.raw, rt.config.redact_fields)
+        return _Outcome(target, identity=_with_raw(identity, raw, str(user_id)))
+
+    async def _diff(
+        self,
+        rt: ProviderRuntime,
+        outcomes: list[_Outcome],
+        report: PassReport,
+        deletions: list[tuple[Any, str]],
+    ) -> tuple[ChangeSet, TargetUpdates]:
+        cfg, sync = rt.config, self.config.sync
+        now = utcnow()
+        changes, done = ChangeSet.empty(), TargetUpdates.empty()
+        changed: list[tuple[Any, dict[str, Any], str, str]] = []
+        counts = report.counts
+        for o in outcomes:
+            t = o.target
+            uid = t["user_id"]
+            if o.identity is not None:
+                counts["fetched"] += 1
+                doc = o.identity.to_doc()
+                h = record_hash(doc, rt.ignore)
+                if t["content_hash"] == h and t["deleted_at"] is None:
+                    counts["unchanged"] += 1
+                    done.add(uid, "unchanged", next_in=_jitter(cfg.interval))
+                    continue
+                kind = (
+                    "created" if t["content_hash"] is None else "restored" if t["deleted_at"] else "updated"
+                )
+                changed.append((t, doc, h, kind))
+                done.add(uid, kind, next_in=_jitter(cfg.interval))
+            elif isinstance(o.error, NotFound):
+                counts["not_found"] += 1
+                if t["content_hash"] is None or t["deleted_at"] is not None:
+                    done.add(uid, "not_found", next_in=_jitter(cfg.interval))
+                    continue
+                nf_count = t["not_found_count"] + 1
+                nf_since = t["not_found_since"] or now
+                confirmed = nf_count >= sync.delete_confirmations and (
+                    sync.delete_confirmations == 1
+                    or (now - nf_since).total_seconds() >= sync.delete_confirm_after
+                )
+                if confirmed:
+                    deletions.append((t, uid))
+                    status, next_in = "deleting", _jitter(cfg.interval)
+                else:
+                    status, next_in = "not_found_unconfirmed", min(sync.delete_confirm_after, cfg.interval)
+                done.add(
+                    uid,
+                    status,
+                    next_in=next_in,
+                    nf_count=nf_count,
+                    nf_since=nf_since,
+                    error="provider answered 404",
+                )
+            else:
+                counts["failed"] += 1
+                err = o.error
+                retry = min(cfg.interval, sync.error_retry * 2 ** min(t["attempts"], 6))
+                if isinstance(err, CircuitOpen):
+                    retry = min(retry, rt.gate.circuit.cooldown)
+                done.add(
+                    uid,
+                    "error",
+                    next_in=_jitter(retry),
+                    error=str(err)[:1000],
+                    failed=True,
+                    nf_count=t["not_found_count"],
+                    nf_since=t["not_found_since"],
+                )
+        if changed:
+            before_rows = await self.store.mirror_rows(
+                rt.name, [t["user_id"] for t, _, _, kind in changed if kind != "created"]
+            )
+            observed = now.isoformat()
+            for t, doc, h, kind in changed:
+                uid = t["user_id"]
+                row = before_rows.get(uid)
+                before = record_from_row(row) if row is not None else None
+                if row is None and kind != "created":
+                    kind = "created"  # the mirror row vanished since the lease: treat as new
+                payload = {
+                    "provider": rt.name,
+                    "provider_type": cfg.type,  # type: ignore[attr-defined]
+                    "user_id": uid,
+                    "version": doc.get("source_version"),
+                    "before": before,
+                    "after": doc,
+                    "patch": patch(before, doc),
+                    "observed_at": observed,
+                }
+                eid = event_id(rt.name, uid, kind, t["content_hash"], h, t["changed_at"])
+                changes.add(uid, eid, f"user.{kind}", payload, h)
+                counts[kind] += 1
+        return changes, done
+
+    async def _write(
+        self, rt: ProviderRuntime, changes: ChangeSet, done: TargetUpdates, report: PassReport
+    ) -> None:
+        await self.store.write_batch(rt.name, self.replica, changes, done)
+        for type_ in set(changes.types):
+            metrics.EVENTS.labels(rt.name, type_).inc(changes.types.count(type_))
+        for status in set(done.statuses):
+            metrics.USERS.labels(rt.name, status).inc(done.statuses.count(status))
+
+    async def _apply_deletions(
+        self, rt: ProviderRuntime, deletions: list[tuple[Any, str]], report: PassReport
+    ) -> None:
+        """Confirmed deletions of a pass go through the mass-deletion guard."""
+        sync = self.config.sync
+        ids = [uid for _, uid in deletions]
+        row = await self.store.fetchrow("live_count", rt.name, rt.config.interval)
+        live, recent = (row["live"], row["recently_deleted"]) if row else (0, 0)
+        total = live + recent
+        would_delete = recent + len(ids)
+        too_many = would_delete > sync.max_delete_fraction * total or (
+            sync.max_delete_count is not None and would_delete > sync.max_delete_count
+        )
+        if too_many:
+            await self.store.execute("hold_deletions", rt.name, ids, report.run_id)
+            await self.store.execute(
+                "set_target_status",
+                rt.name,
+                ids,
+                "deletion_held",
+                "deletion held by the mass-deletion guard: run `syncd deletions approve`",
+            )
+            report.counts["held"] += len(ids)
+            metrics.PENDING_DELETIONS.labels(rt.name).inc(len(ids))
+            log.error(
+                "sync.mass_deletion_held",
+                provider=rt.name,
+                would_delete=len(ids),
+                recently_deleted=recent,
+                mirrored=live,
+                max_delete_fraction=sync.max_delete_fraction,
+                max_delete_count=sync.max_delete_count,
+                hint=f"syncd deletions approve --provider {rt.name}",
+            )
+            return
+        report.counts["deleted"] += await self.delete_users(rt, ids)
+
+    async def delete_users(self, rt: ProviderRuntime, ids: Sequence[str]) -> int:
+        """Write ``user.deleted`` events and mark the mirror rows deleted."""
+        rows = await self.store.mirror_rows(rt.name, ids)
+        changes = ChangeSet.empty()
+        observed = utcnow().isoformat()
+        for uid, row in rows.items():
+            if row["deleted_at"] is not None:
+                continue
+            before = record_from_row(row)
+            payload = {
+                "provider": rt.name,
+                "provider_type": rt.config.type,  # type: ignore[attr-defined]
+                "user_id": uid,
+                "version": row["source_version"],
+                "before": before,
+                "after": None,
+                "patch": patch(before, None),
+                "observed_at": observed,
+            }
+            eid = event_id(rt.name, uid, "deleted", row["content_hash"], None, row["changed_at"])
+            changes.add(uid, eid, "user.deleted", payload, row["content_hash"])
+        if changes:
+            await self.store.write_batch(rt.name, self.replica, changes, TargetUpdates.empty())
+            metrics.EVENTS.labels(rt.name, "user.deleted").inc(len(changes))
+        await self.store.execute("set_target_status", rt.name, list(ids), "deleted", None)
+        return len(changes)
+
+    # -- dry run ---------------------------------------------------------------------
+    async def dry_run(
+        self,
+        provider: str,
+        *,
+        only: Sequence[str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> PassReport:
+        """Fetch and diff, write nothing: what a resync would change."""
+        rt = self.runtime(provider)
+        report = PassReport(provider, "dry-run")
+        after = ""
+        while True:
+            targets = await self.store.fetch(
+                "peek_targets", provider, list(only) if only else None, self.config.sync.batch_size, after
+            )
+            if not targets:
+                break
+            after = targets[-1]["user_id"]
+            outcomes = await self._fetch_all(rt, targets)
+            rows = await self.store.mirror_rows(provider, [t["user_id"] for t in targets])
+            for o in outcomes:
+                uid = o.target["user_id"]
+                row = rows.get(uid)
+                before = record_from_row(row) if row is not None and row["deleted_at"] is None else None
+                if o.identity is not None:
+                    report.counts["fetched"] += 1
+                    doc = o.identity.to_doc()
+                    if (
+                        row is not None
+                        and row["deleted_at"] is None
+                        and row["content_hash"] == record_hash(doc, rt.ignore)
+                    ):
+                        report.counts["unchanged"] += 1
+                        continue
+                    kind = "created" if row is None else "restored" if row["deleted_at"] else "updated"
+                    report.counts[kind] += 1
+                    report.diffs.append((uid, kind, patch(before, doc)))
+                elif isinstance(o.error, NotFound):
+                    report.counts["not_found"] += 1
+                    if before is not None:
+                        report.diffs.append((uid, "deleted (once confirmed)", patch(before, None)))
+                else:
+                    report.counts["failed"] += 1
+                    report.diffs.append((uid, f"error: {o.error}", []))
+            if progress is not None:
+                progress(len(targets))
+        return report
+
+
+def _with_raw(identity: Identity, raw: Any, user_id: str) -> Identity:
+    from dataclasses import replace
+
+    return replace(identity, raw=raw, user_id=user_id)
+
+
+def _jitter(seconds: float) -> float:
+    """Spread the next sync ±10% so a provider's users don't all come due at once."""
+    return seconds * random.uniform(0.9, 1.1)

@@ -1,0 +1,90 @@
+"""syncd's own small exception hierarchy.
+
+aiohttp, asyncpg and JSON errors are translated into these at the boundary
+(``raise ... from``), so the engine and the CLI only ever handle these, and
+every one carries what an operator needs to act on it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class SyncdError(Exception):
+    """Base of every error syncd raises on purpose."""
+
+
+class ConfigError(SyncdError):
+    """The configuration is invalid; the message names the key and file."""
+
+
+class StoreUnavailable(SyncdError):
+    """PostgreSQL cannot be reached or dropped the connection."""
+
+
+class ProviderError(SyncdError):
+    """A provider answered with something we cannot use for this user.
+
+    ``status`` is the HTTP status (None for transport errors), ``detail`` the
+    provider's own message when its error body had one, ``tracking_id`` the
+    provider's request id header (Webex ``TrackingID``) when present.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str = "",
+        status: int | None = None,
+        detail: str | None = None,
+        tracking_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+        self.detail = detail
+        self.tracking_id = tracking_id
+
+    def __str__(self) -> str:
+        parts = [super().__str__()]
+        if self.status is not None:
+            parts.append(f"status={self.status}")
+        if self.detail:
+            parts.append(f"detail={self.detail!r}")
+        if self.tracking_id:
+            parts.append(f"tracking_id={self.tracking_id}")
+        return " ".join(parts)
+
+
+class TransientError(ProviderError):
+    """Connection error, timeout or 5xx: worth retrying with backoff."""
+
+    retryable = True
+
+
+class RateLimited(TransientError):
+    """429/503/423: the provider asked us to wait (``retry_at``, if it said)."""
+
+    def __init__(self, message: str, *, retry_at: datetime | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_at = retry_at
+
+
+class NotFound(ProviderError):
+    """404: the provider says this user does not exist (now)."""
+
+
+class AuthError(ProviderError):
+    """401/403, or a token endpoint refused our credentials."""
+
+
+class MalformedResponse(ProviderError):
+    """The body is not JSON, has the wrong content type, or lacks the user id."""
+
+
+class CircuitOpen(ProviderError):
+    """The provider's circuit breaker is open: no request was sent."""
+
+    retryable = True

@@ -1,0 +1,464 @@
+"""The one HTTP layer every provider goes through.
+
+It owns what must be the same for every provider: one keep-alive
+``ClientSession`` per provider sized to its concurrency, timeouts, bearer
+tokens (renewed once on 401/403), ``Retry-After`` (RFC 9110 §10.2.3) pausing
+the *whole* provider, exponential backoff with full jitter, a client-side
+rate budget, adaptive concurrency (AIMD) and a circuit breaker. aiohttp and
+JSON errors are translated here into ``syncd.errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import aiohttp
+import structlog
+
+from syncd import jsonutil, metrics
+from syncd.errors import (
+    AuthError,
+    CircuitOpen,
+    MalformedResponse,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    TransientError,
+)
+from syncd.logs import register_secret
+from syncd.timeutil import parse_retry_after, utcnow
+
+log = structlog.get_logger("syncd.http")
+
+#: statuses whose ``Retry-After`` pauses the provider (RFC 6585 §4, RFC 9110 §15.6.4, RFC 4918 §11.3)
+RATE_LIMIT_STATUSES = frozenset({429, 503, 423})
+ErrorDetail = Callable[[bytes], "str | None"]
+
+
+class Auth(Protocol):
+    """Supplies the ``Authorization`` header; token flows can be renewed."""
+
+    renewable: bool
+
+    async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]: ...
+
+    def invalidate(self) -> None: ...
+
+
+class BearerToken:
+    renewable = False
+
+    def __init__(self, token: str) -> None:
+        self._header = {"Authorization": f"Bearer {token}"}
+
+    async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
+        return self._header
+
+    def invalidate(self) -> None:
+        pass
+
+    def __repr__(self) -> str:  # never show the token
+        return "BearerToken(***)"
+
+
+class TokenFlow:
+    """A cached bearer token from a token endpoint, renewed before ``expires_in``
+    runs out and on demand after a 401. Subclasses implement ``obtain``."""
+
+    renewable = True
+    #: renew this many seconds before the token expires
+    skew = 30.0
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def obtain(self, session: aiohttp.ClientSession) -> tuple[str, float | None]:
+        """Return ``(access_token, expires_in_seconds)``."""
+        raise NotImplementedError
+
+    async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
+        if self._token is None or time.monotonic() >= self._expires_at:
+            async with self._lock:
+                if self._token is None or time.monotonic() >= self._expires_at:
+                    token, expires_in = await self.obtain(session)
+                    ttl = float(expires_in) if expires_in else 3600.0
+                    self._token = token
+                    register_secret(token)
+                    self._expires_at = time.monotonic() + max(ttl - min(self.skew, ttl / 10), 1.0)
+                    log.info("auth.token_obtained", provider=self.provider, expires_in=expires_in)
+        return {"Authorization": f"Bearer {self._token}"}
+
+    def invalidate(self) -> None:
+        self._token = None
+
+    async def post_token(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        *,
+        data: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: aiohttp.BasicAuth | None = None,
+    ) -> dict[str, Any]:
+        """POST to a token endpoint; a refusal is an ``AuthError`` naming the provider."""
+        try:
+            async with session.post(url, data=data, json=json, headers=headers, auth=auth) as resp:
+                body = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise TransientError(
+                f"token endpoint unreachable: {exc.__class__.__name__}", provider=self.provider
+            ) from exc
+        if status in (400, 401, 403):
+            raise AuthError(
+                "credentials refused by the token endpoint",
+                provider=self.provider,
+                status=status,
+                detail=body[:200].decode("utf-8", "replace") or None,
+            )
+        if status >= 400:
+            cls = TransientError if status >= 500 or status == 429 else ProviderError
+            raise cls("token endpoint failed", provider=self.provider, status=status)
+        doc = jsonutil.parse_body(body, provider=self.provider, status=status)
+        if not isinstance(doc, dict) or not doc.get("access_token"):
+            raise MalformedResponse("token endpoint answered without access_token", provider=self.provider)
+        return doc
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(***)"
+
+
+class CircuitBreaker:
+    """Closed → (N consecutive failures) → open for a cool-down → one probe."""
+
+    def __init__(self, threshold: int, cooldown: float) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> str:
+        if self.opened_at is None:
+            return "closed"
+        if time.monotonic() - self.opened_at < self.cooldown:
+            return "open"
+        return "half_open"
+
+    def admit(self) -> bool:
+        state = self.state
+        if state == "closed":
+            return True
+        if state == "half_open" and not self._probing:
+            self._probing = True
+            return True
+        return False
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+        self._probing = False
+
+    def failure(self) -> bool:
+        """Record a failure; True when this one opened the circuit."""
+        self.failures += 1
+        if self._probing or (self.opened_at is None and self.failures >= self.threshold):
+            self.opened_at = time.monotonic()
+            self._probing = False
+            return True
+        return False
+
+
+class Gate:
+    """Everything that decides *when* a request to one provider may be sent,
+    shared by all workers of this process: the provider-wide pause (from
+    ``Retry-After``, possibly set by another replica), the rate budget, the
+    adaptive concurrency limit and the circuit breaker."""
+
+    def __init__(
+        self,
+        provider: str,
+        *,
+        concurrency: int,
+        max_rps: float | None = None,
+        adaptive: bool = True,
+        circuit_failures: int = 20,
+        circuit_cooldown: float = 30.0,
+    ) -> None:
+        self.provider = provider
+        self.max_concurrency = concurrency
+        self.limit = float(concurrency)
+        self.adaptive = adaptive
+        self.in_flight = 0
+        self._cond = asyncio.Condition()
+        self.paused_until: datetime | None = None
+        self.max_rps = max_rps
+        self._tokens = max_rps or 0.0
+        self._bucket_at = time.monotonic()
+        self._bucket_lock = asyncio.Lock()
+        self.circuit = CircuitBreaker(circuit_failures, circuit_cooldown)
+        #: called with the new pause instant so it can be shared (engine → store)
+        self.on_pause: Callable[[datetime, str], Awaitable[None]] | None = None
+
+    async def acquire(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.in_flight < max(1, int(self.limit)))
+            self.in_flight += 1
+        try:
+            await self.wait_pause()
+            if not self.circuit.admit():
+                raise CircuitOpen("circuit open: provider failing, not sending", provider=self.provider)
+            await self._take_token()
+        except BaseException:
+            await self.release()
+            raise
+
+    async def release(self) -> None:
+        async with self._cond:
+            self.in_flight -= 1
+            self._cond.notify_all()
+
+    async def wait_pause(self) -> None:
+        while self.paused_until is not None:
+            delay = (self.paused_until - utcnow()).total_seconds()
+            if delay <= 0:
+                break
+            await asyncio.sleep(delay)
+
+    def apply_pause(self, until: datetime) -> bool:
+        """Adopt a pause (ours or another replica's); True if it extended ours."""
+        if self.paused_until is None or until > self.paused_until:
+            self.paused_until = until
+            return True
+        return False
+
+    async def pause(self, until: datetime, reason: str) -> None:
+        if self.apply_pause(until) and self.on_pause is not None:
+            await self.on_pause(until, reason)
+
+    async def _take_token(self) -> None:
+        if not self.max_rps:
+            return
+        async with self._bucket_lock:
+            while True:
+                now = time.monotonic()
+                self._tokens = min(self.max_rps, self._tokens + (now - self._bucket_at) * self.max_rps)
+                self._bucket_at = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return
+                await asyncio.sleep((1 - self._tokens) / self.max_rps)
+
+    def rate_limited(self) -> None:
+        """Multiplicative decrease of concurrency (AIMD) on a 429."""
+        if self.adaptive:
+            self.limit = max(1.0, self.limit / 2)
+
+    def succeeded(self) -> None:
+        self.circuit.success()
+        if self.adaptive and self.limit < self.max_concurrency:
+            self.limit = min(float(self.max_concurrency), self.limit + 1 / self.limit)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    #: 429-with-Retry-After waits allowed per request before giving up on the user
+    max_rate_limit_waits: int = 10
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    retry_after_cap: float = 900.0
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter")."""
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
+
+
+def _json_content_type(content_type: str) -> bool:
+    ct = content_type.split(";", 1)[0].strip().lower()
+    return ct == "" or ct == "application/json" or ct.endswith("+json")
+
+
+class ProviderClient:
+    """Makes requests to one provider on behalf of its adapter."""
+
+    def __init__(
+        self,
+        provider: str,
+        session: aiohttp.ClientSession,
+        gate: Gate,
+        auth: Auth | None = None,
+        *,
+        policy: RetryPolicy | None = None,
+        error_detail: ErrorDetail | None = None,
+        tracking_header: str | None = None,
+        default_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.session = session
+        self.gate = gate
+        self.auth = auth
+        self.policy = policy or RetryPolicy()
+        self.error_detail = error_detail or (lambda body: None)
+        self.tracking_header = tracking_header
+        self.default_headers = dict(default_headers or {})
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    async def get_json(self, url: str, *, params: Mapping[str, str] | None = None) -> Any:
+        """GET a JSON document, with every retry rule applied.
+
+        Raises ``NotFound`` (404), ``AuthError`` (401/403 after one renewal),
+        ``MalformedResponse``, ``RateLimited``/``TransientError`` once retries
+        are exhausted, or ``ProviderError`` for other 4xx.
+        """
+        attempt = 0
+        rate_waits = 0
+        renewed = False
+        while True:
+            try:
+                return await self._once(url, params)
+            except RateLimited as exc:
+                rate_waits += 1
+                self.gate.rate_limited()
+                metrics.RATE_LIMITED.labels(self.provider).inc()
+                if rate_waits > self.policy.max_rate_limit_waits:
+                    raise
+                if exc.retry_at is None:
+                    # no Retry-After: back off this request only
+                    attempt += 1
+                    if attempt >= self.policy.max_attempts:
+                        raise
+                    await self.sleep(self.policy.backoff(attempt))
+                # with Retry-After the gate holds every request until retry_at
+            except AuthError:
+                if renewed or self.auth is None or not self.auth.renewable:
+                    raise
+                renewed = True
+                self.auth.invalidate()
+                log.info("auth.renewing", provider=self.provider)
+            except TransientError as exc:
+                if isinstance(exc, CircuitOpen):
+                    raise
+                attempt += 1
+                if attempt >= self.policy.max_attempts:
+                    raise
+                delay = self.policy.backoff(attempt)
+                log.warning(
+                    "provider.retrying",
+                    provider=self.provider,
+                    error=str(exc),
+                    attempt=attempt,
+                    delay=round(delay, 3),
+                )
+                await self.sleep(delay)
+
+    async def _once(self, url: str, params: Mapping[str, str] | None) -> Any:
+        headers = dict(self.default_headers)
+        if self.auth is not None:
+            headers.update(await self.auth.headers(self.session))
+        await self.gate.acquire()
+        started = time.monotonic()
+        try:
+            async with self.session.get(url, params=params, headers=headers) as resp:
+                body = await resp.read()
+                status = resp.status
+                resp_headers = resp.headers
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._failed()
+            kind = "timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__
+            raise TransientError(f"request failed: {kind}", provider=self.provider) from exc
+        finally:
+            await self.gate.release()
+            metrics.FETCH_SECONDS.labels(self.provider).observe(time.monotonic() - started)
+        return await self._interpret(status, resp_headers, body)
+
+    def _failed(self) -> None:
+        if self.gate.circuit.failure():
+            metrics.CIRCUIT_OPEN.labels(self.provider).set(1)
+            log.error(
+                "provider.circuit_open",
+                provider=self.provider,
+                failures=self.gate.circuit.failures,
+                cooldown=self.gate.circuit.cooldown,
+            )
+
+    async def _interpret(self, status: int, headers: Mapping[str, str], body: bytes) -> Any:
+        tracking = headers.get(self.tracking_header) if self.tracking_header else None
+        common: dict[str, Any] = {"provider": self.provider, "status": status, "tracking_id": tracking}
+        if 200 <= status < 300:
+            self.gate.succeeded()
+            metrics.CIRCUIT_OPEN.labels(self.provider).set(0)
+            content_type = headers.get("Content-Type", "")
+            if not _json_content_type(content_type):
+                raise MalformedResponse(
+                    f"expected JSON, got content type {content_type!r}",
+                    **common,
+                    detail=body[:120].decode("utf-8", "replace"),
+                )
+            return jsonutil.parse_body(body, provider=self.provider, status=status)
+        detail = self._detail(body)
+        retry_after = headers.get("Retry-After")
+        if status in RATE_LIMIT_STATUSES or (retry_after and status >= 500):
+            retry_at = parse_retry_after(retry_after)
+            if retry_at is not None:
+                cap = utcnow() + timedelta(seconds=self.policy.retry_after_cap)
+                if retry_at > cap:
+                    log.warning(
+                        "provider.retry_after_capped",
+                        provider=self.provider,
+                        retry_after=retry_after,
+                        cap_seconds=self.policy.retry_after_cap,
+                    )
+                    retry_at = cap
+                log.warning(
+                    "provider.rate_limited",
+                    provider=self.provider,
+                    status=status,
+                    retry_at=retry_at.isoformat(),
+                    tracking_id=tracking,
+                )
+                await self.gate.pause(retry_at, f"HTTP {status}")
+            elif status >= 500:
+                self._failed()
+            raise RateLimited(
+                f"provider asked us to slow down ({status})", retry_at=retry_at, **common, detail=detail
+            )
+        if status == 404:
+            self.gate.succeeded()
+            raise NotFound("user not found", **common, detail=detail)
+        if status in (401, 403):
+            raise AuthError("credentials rejected", **common, detail=detail)
+        if status >= 500:
+            self._failed()
+            raise TransientError("provider error", **common, detail=detail)
+        self.gate.succeeded()
+        raise ProviderError("request refused", **common, detail=detail)
+
+    def _detail(self, body: bytes) -> str | None:
+        try:
+            return self.error_detail(body)
+        except Exception:  # an unparseable error body is still an error: keep the text
+            return body[:200].decode("utf-8", "replace") or None
+
+
+def make_session(concurrency: int, connect_timeout: float, read_timeout: float) -> aiohttp.ClientSession:
+    """One keep-alive session per provider, its pool matched to concurrency."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, ttl_dns_cache=300)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        json_serialize=jsonutil.dumps,
+        headers={"Accept": "application/json", "User-Agent": "syncd"},
+    )

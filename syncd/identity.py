@@ -1,0 +1,86 @@
+"""The normalized record every provider's document is mapped to."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, Literal
+
+Kind = Literal["human", "machine"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Email:
+    value: str
+    type: str | None = None
+    primary: bool | None = None
+    verified: bool | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {k: v for k, v in _items(self) if v is not None}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Identity:
+    """One user as syncd understands it: SCIM-like core fields plus the raw document.
+
+    ``raw`` is the provider's document with credential material already
+    stripped (see ``syncd.redact``); anything not mapped to a core field stays
+    there.
+    """
+
+    user_id: str
+    username: str | None = None
+    display_name: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    email: str | None = None
+    email_verified: bool | None = None
+    emails: tuple[Email, ...] = ()
+    phone: str | None = None
+    active: bool | None = None
+    state: str | None = None
+    kind: Kind = "human"
+    locale: str | None = None
+    updated_at: datetime | None = None
+    source_version: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_doc(self) -> dict[str, Any]:
+        """The JSON document that is hashed, diffed and put in events."""
+        doc: dict[str, Any] = {}
+        for name, value in _items(self):
+            if name == "emails":
+                doc[name] = [e.to_doc() for e in value]
+            elif name == "raw":
+                doc[name] = dict(value)
+            elif isinstance(value, datetime):
+                doc[name] = value.isoformat()
+            else:
+                doc[name] = value
+        return doc
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Identity:
+        kw = {k: doc.get(k) for k in CORE_FIELDS if k in doc}
+        kw["emails"] = tuple(Email(**e) for e in doc.get("emails") or ())
+        if kw.get("updated_at"):
+            kw["updated_at"] = datetime.fromisoformat(kw["updated_at"])
+        kw["raw"] = doc.get("raw") or {}
+        return cls(**kw)
+
+
+def _items(obj: object) -> list[tuple[str, Any]]:
+    return [(f.name, getattr(obj, f.name)) for f in fields(obj)]  # type: ignore[arg-type]
+
+
+CORE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Identity))
+
+
+def primary_email(emails: tuple[Email, ...]) -> Email | None:
+    """RFC 7643 §2.4: the one marked primary, else the first."""
+    for e in emails:
+        if e.primary:
+            return e
+    return emails[0] if emails else None

@@ -1,0 +1,33 @@
+"""Prometheus metrics (prometheus-client), served by ``syncd run`` on /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+USERS = Counter(
+    "syncd_users_total",
+    "Users processed, by provider and outcome (created, updated, deleted, restored, unchanged, failed, not_found)",
+    ["provider", "outcome"],
+)
+FETCH_SECONDS = Histogram(
+    "syncd_fetch_seconds",
+    "Latency of one HTTP request to a provider",
+    ["provider"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+EVENTS = Counter("syncd_events_total", "Outbox events written", ["provider", "type"])
+RATE_LIMITED = Counter(
+    "syncd_rate_limited_total", "Responses that asked us to slow down (429/503/423)", ["provider"]
+)
+RATE_LIMIT_WAIT = Counter(
+    "syncd_rate_limit_wait_seconds_total", "Time the provider was paused by Retry-After", ["provider"]
+)
+CIRCUIT_OPEN = Gauge("syncd_circuit_open", "1 while the provider's circuit breaker is open", ["provider"])
+TARGETS_DUE = Gauge("syncd_targets_due", "Targets due for sync now", ["provider"])
+LAST_SUCCESS = Gauge(
+    "syncd_last_success_timestamp_seconds", "When a sync pass of the provider last finished", ["provider"]
+)
+PENDING_DELETIONS = Gauge(
+    "syncd_pending_deletions", "Deletions held by the mass-deletion guard", ["provider"]
+)
+DB_UP = Gauge("syncd_database_up", "1 while PostgreSQL answers")

@@ -1,0 +1,42 @@
+"""The protocol every provider adapter implements, and its registry.
+
+An adapter is one module under ``syncd/providers/``: a pure ``normalize(doc)``
+that maps the provider's document to an ``Identity`` (testable with a dict),
+and a thin ``Provider`` class that builds the request and makes it through
+the shared HTTP layer (``syncd.http.ProviderClient``). Registering it is one
+line in ``syncd/providers/__init__.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from syncd.config import ProviderConfig
+    from syncd.http import ProviderClient
+    from syncd.identity import Identity
+
+
+class Provider(Protocol):
+    """What the engine needs from a provider adapter."""
+
+    #: the ``type`` value in the config that selects this adapter
+    type: ClassVar[str]
+    #: fields ignored for diffing unless the config says otherwise
+    default_ignore_fields: ClassVar[tuple[str, ...]]
+
+    def __init__(self, config: ProviderConfig, client: ProviderClient) -> None: ...
+
+    async def fetch(self, user_id: str) -> Identity:
+        """Fetch one user by id. Raises ``NotFound`` for a 404 and other
+        ``ProviderError`` subclasses for everything else that went wrong."""
+        ...
+
+    async def check(self) -> None:
+        """Prove the credentials are accepted (raises ``AuthError`` if not)."""
+        ...
+
+    def list_ids(self) -> AsyncIterator[str]:
+        """Every user id the provider holds, where the API can list them."""
+        ...

@@ -1,0 +1,287 @@
+-- All of syncd's SQL (besides the migrations in sql/), loaded once by name.
+-- Each block: "-- name: <name>" then a description line giving the order of
+-- the positional parameters.
+
+-- name: lease_due
+-- $1 provider, $2 lease owner, $3 lease seconds, $4 batch size, $5 only these user ids (NULL = any)
+-- Lease due targets (SKIP LOCKED: replicas share the work) and return what
+-- the engine needs to diff them without another round trip.
+WITH due AS (
+    SELECT t.provider, t.user_id
+    FROM syncd.targets t
+    WHERE t.provider = $1
+      AND t.next_sync_at <= now()
+      AND (t.lease_expires_at IS NULL OR t.lease_expires_at < now())
+      AND ($5::text[] IS NULL OR t.user_id = ANY($5::text[]))
+    ORDER BY t.next_sync_at
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE syncd.targets t
+    SET leased_by = $2, lease_expires_at = now() + make_interval(secs => $3)
+    FROM due
+    WHERE t.provider = due.provider AND t.user_id = due.user_id
+    RETURNING t.user_id, t.not_found_count, t.not_found_since, t.attempts
+)
+SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts,
+       u.content_hash, u.changed_at, u.deleted_at
+FROM leased l
+LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;
+
+-- name: peek_targets
+-- $1 provider, $2 only these user ids (NULL = all), $3 limit, $4 after this user id
+-- Targets with their mirror hash, without leasing: for --dry-run.
+SELECT t.user_id, t.not_found_count, t.not_found_since, t.attempts,
+       u.content_hash, u.changed_at, u.deleted_at
+FROM syncd.targets t
+LEFT JOIN syncd.users u ON u.provider = t.provider AND u.user_id = t.user_id
+WHERE t.provider = $1
+  AND ($2::text[] IS NULL OR t.user_id = ANY($2::text[]))
+  AND t.user_id > $4
+ORDER BY t.user_id
+LIMIT $3;
+
+-- name: mirror_rows
+-- $1 provider, $2 user ids
+SELECT user_id, username, display_name, given_name, family_name, email,
+       email_verified, emails, phone, active, state, kind, locale, updated_at,
+       source_version, raw, content_hash, changed_at, deleted_at
+FROM syncd.users
+WHERE provider = $1 AND user_id = ANY($2::text[]);
+
+-- name: apply_changes
+-- $1 provider, $2 user_id[], $3 event_id[], $4 event_type[], $5 payload jsonb[], $6 content_hash[]
+-- The mirror row is the event's payload.after (NULL after = a deletion).
+-- One statement, so atomic on its own: insert the events, then write the
+-- mirror rows of exactly the events that were inserted. An event id that
+-- already exists (a racing writer got there first) writes nothing.
+WITH input AS (
+    SELECT i.*, nullif(i.payload -> 'after', 'null'::jsonb) AS record
+    FROM unnest($2::text[], $3::uuid[], $4::text[], $5::jsonb[], $6::text[])
+        AS i(user_id, event_id, event_type, payload, content_hash)
+), ev AS (
+    INSERT INTO syncd.outbox (id, aggregatetype, aggregateid, type, payload)
+    SELECT event_id, 'user', $1 || ':' || user_id, event_type, payload FROM input
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), written AS (
+    SELECT input.* FROM input JOIN ev ON ev.id = input.event_id
+), upserted AS (
+    INSERT INTO syncd.users AS u (
+        provider, user_id, username, display_name, given_name, family_name, email,
+        email_verified, emails, phone, active, state, kind, locale, updated_at,
+        source_version, raw, content_hash)
+    SELECT $1, w.user_id, r.username, r.display_name, r.given_name, r.family_name, r.email,
+           r.email_verified, coalesce(w.record -> 'emails', '[]'), r.phone, r.active, r.state,
+           coalesce(r.kind, 'human'), r.locale, r.updated_at, r.source_version,
+           w.record -> 'raw', w.content_hash
+    FROM written w,
+         jsonb_to_record(w.record) AS r(
+             username text, display_name text, given_name text, family_name text, email text,
+             email_verified boolean, phone text, active boolean, state text, kind text,
+             locale text, updated_at timestamptz, source_version text)
+    WHERE w.record IS NOT NULL
+    ON CONFLICT (provider, user_id) DO UPDATE SET
+        username = EXCLUDED.username, display_name = EXCLUDED.display_name,
+        given_name = EXCLUDED.given_name, family_name = EXCLUDED.family_name,
+        email = EXCLUDED.email, email_verified = EXCLUDED.email_verified,
+        emails = EXCLUDED.emails, phone = EXCLUDED.phone, active = EXCLUDED.active,
+        state = EXCLUDED.state, kind = EXCLUDED.kind, locale = EXCLUDED.locale,
+        updated_at = EXCLUDED.updated_at, source_version = EXCLUDED.source_version,
+        raw = EXCLUDED.raw, content_hash = EXCLUDED.content_hash,
+        synced_at = now(), changed_at = now(), deleted_at = NULL
+    RETURNING 1
+), deleted AS (
+    UPDATE syncd.users u SET deleted_at = now(), changed_at = now()
+    FROM written w
+    WHERE w.record IS NULL AND u.provider = $1 AND u.user_id = w.user_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM ev) AS events,
+       (SELECT count(*) FROM upserted) + (SELECT count(*) FROM deleted) AS rows;
+
+-- name: finish_targets
+-- $1 provider, $2 lease owner, $3 user_id[], $4 status[], $5 error[], $6 seconds until next sync[],
+-- $7 not_found_count[], $8 not_found_since[], $9 failed[]
+-- Bookkeeping for a leased batch: release the lease and schedule the next sync.
+-- Only rows still leased by us: a lease that expired and was taken over is not ours.
+UPDATE syncd.targets t SET
+    leased_by = NULL,
+    lease_expires_at = NULL,
+    next_sync_at = now() + make_interval(secs => i.next_in),
+    last_synced_at = CASE WHEN i.failed THEN t.last_synced_at ELSE now() END,
+    last_status = i.status,
+    last_error = i.error,
+    attempts = CASE WHEN i.failed THEN t.attempts + 1 ELSE 0 END,
+    not_found_count = i.nf_count,
+    not_found_since = i.nf_since
+FROM unnest($3::text[], $4::text[], $5::text[], $6::float8[], $7::int[], $8::timestamptz[], $9::bool[])
+    AS i(user_id, status, error, next_in, nf_count, nf_since, failed)
+WHERE t.provider = $1 AND t.user_id = i.user_id AND t.leased_by = $2;
+
+-- name: release_leases
+-- $1 lease owner, $2 user ids (NULL = every lease of this owner)
+-- Give leased targets back without syncing them (shutdown, aborted pass).
+UPDATE syncd.targets SET leased_by = NULL, lease_expires_at = NULL
+WHERE leased_by = $1 AND ($2::text[] IS NULL OR user_id = ANY($2::text[]));
+
+-- name: add_targets
+-- $1 provider, $2 user ids
+-- Add targets (due now); existing ones are left as they are.
+INSERT INTO syncd.targets (provider, user_id)
+SELECT $1, u FROM unnest($2::text[]) AS u
+ON CONFLICT (provider, user_id) DO NOTHING;
+
+-- name: remove_targets
+-- $1 provider, $2 user ids
+DELETE FROM syncd.targets WHERE provider = $1 AND user_id = ANY($2::text[]);
+
+-- name: make_due
+-- $1 provider, $2 user ids (NULL = every target of the provider)
+-- Ask for a sync now (resync, --enqueue).
+UPDATE syncd.targets SET next_sync_at = now()
+WHERE provider = $1 AND ($2::text[] IS NULL OR user_id = ANY($2::text[]));
+
+-- name: list_targets
+-- $1 provider (NULL = all), $2 limit
+SELECT provider, user_id, next_sync_at, last_synced_at, last_status, last_error,
+       attempts, leased_by
+FROM syncd.targets
+WHERE ($1::text IS NULL OR provider = $1)
+ORDER BY provider, user_id
+LIMIT $2;
+
+-- name: start_run
+-- $1 provider, $2 trigger, $3 replica
+INSERT INTO syncd.sync_runs (provider, trigger, replica) VALUES ($1, $2, $3) RETURNING id;
+
+-- name: finish_run
+-- $1 run id, $2 status, $3 fetched, $4 created, $5 updated, $6 deleted, $7 restored,
+-- $8 unchanged, $9 failed, $10 not_found, $11 held, $12 error
+UPDATE syncd.sync_runs SET
+    finished_at = now(), status = $2, fetched = $3, created = $4, updated = $5,
+    deleted = $6, restored = $7, unchanged = $8, failed = $9, not_found = $10,
+    held = $11, error = $12
+WHERE id = $1;
+
+-- name: provider_status
+-- $1 configured provider names
+-- Per provider: targets, due, failing, leased, mirrored, deleted, pending deletions.
+SELECT p.provider,
+       (SELECT count(*) FROM syncd.targets t WHERE t.provider = p.provider) AS targets,
+       (SELECT count(*) FROM syncd.targets t WHERE t.provider = p.provider AND t.next_sync_at <= now()) AS due,
+       (SELECT count(*) FROM syncd.targets t WHERE t.provider = p.provider AND t.last_error IS NOT NULL) AS errors,
+       (SELECT count(*) FROM syncd.targets t WHERE t.provider = p.provider AND t.lease_expires_at > now()) AS leased,
+       (SELECT count(*) FROM syncd.users u WHERE u.provider = p.provider AND u.deleted_at IS NULL) AS mirrored,
+       (SELECT count(*) FROM syncd.users u WHERE u.provider = p.provider AND u.deleted_at IS NOT NULL) AS deleted,
+       (SELECT count(*) FROM syncd.pending_deletions d WHERE d.provider = p.provider) AS pending_deletions,
+       (SELECT max(finished_at) FROM syncd.sync_runs r WHERE r.provider = p.provider AND r.status = 'ok') AS last_sync,
+       s.paused_until, s.circuit
+FROM (SELECT DISTINCT provider FROM syncd.targets
+      UNION SELECT DISTINCT provider FROM syncd.users
+      UNION SELECT unnest($1::text[])) AS p
+LEFT JOIN syncd.provider_state s ON s.provider = p.provider
+ORDER BY p.provider;
+
+-- name: recent_errors
+-- $1 limit
+SELECT provider, user_id, last_status, last_error, attempts, last_synced_at
+FROM syncd.targets WHERE last_error IS NOT NULL
+ORDER BY provider, user_id LIMIT $1;
+
+-- name: recent_runs
+-- $1 limit
+SELECT id, provider, trigger, replica, started_at, finished_at, status, fetched, created,
+       updated, deleted, restored, unchanged, failed, not_found, held, error
+FROM syncd.sync_runs ORDER BY id DESC LIMIT $1;
+
+-- name: get_pause
+-- $1 provider
+SELECT paused_until, pause_reason FROM syncd.provider_state WHERE provider = $1;
+
+-- name: set_pause
+-- $1 provider, $2 paused until, $3 reason
+-- Only ever extends a pause; tells the other replicas at once.
+WITH up AS (
+    INSERT INTO syncd.provider_state AS s (provider, paused_until, pause_reason)
+    VALUES ($1, $2, $3)
+    ON CONFLICT (provider) DO UPDATE SET
+        paused_until = greatest(s.paused_until, EXCLUDED.paused_until),
+        pause_reason = EXCLUDED.pause_reason, updated_at = now()
+    RETURNING provider, paused_until
+)
+SELECT pg_notify('syncd_provider_state', provider || ' ' || extract(epoch FROM paused_until)::text)
+FROM up;
+
+-- name: set_circuit
+-- $1 provider, $2 circuit state
+INSERT INTO syncd.provider_state AS s (provider, circuit) VALUES ($1, $2)
+ON CONFLICT (provider) DO UPDATE SET circuit = EXCLUDED.circuit, updated_at = now();
+
+-- name: live_count
+-- $1 provider, $2 window seconds
+-- Mirrored users of a provider, and those deleted within the window (mass-deletion guard).
+SELECT count(*) FILTER (WHERE deleted_at IS NULL) AS live,
+       count(*) FILTER (WHERE deleted_at > now() - make_interval(secs => $2)) AS recently_deleted
+FROM syncd.users WHERE provider = $1;
+
+-- name: hold_deletions
+-- $1 provider, $2 user ids, $3 run id
+INSERT INTO syncd.pending_deletions (provider, user_id, run_id)
+SELECT $1, u, $3 FROM unnest($2::text[]) AS u
+ON CONFLICT (provider, user_id) DO NOTHING;
+
+-- name: pending_deletions
+-- $1 provider
+SELECT user_id, detected_at FROM syncd.pending_deletions WHERE provider = $1 ORDER BY user_id;
+
+-- name: clear_pending_deletions
+-- $1 provider, $2 user ids
+DELETE FROM syncd.pending_deletions WHERE provider = $1 AND user_id = ANY($2::text[]);
+
+-- name: claim_outbox
+-- $1 limit
+-- For consumers: claim the oldest unprocessed events; SKIP LOCKED lets several
+-- consumers share the stream. Call mark_processed in the same transaction.
+SELECT id, aggregatetype, aggregateid, type, payload, created_at, seq
+FROM syncd.outbox WHERE processed_at IS NULL
+ORDER BY seq LIMIT $1
+FOR UPDATE SKIP LOCKED;
+
+-- name: mark_processed
+-- $1 event ids
+UPDATE syncd.outbox SET processed_at = now() WHERE id = ANY($1::uuid[]);
+
+-- name: prune_outbox
+-- $1 older than seconds, $2 also unprocessed events
+DELETE FROM syncd.outbox
+WHERE created_at < now() - make_interval(secs => $1)
+  AND ($2 OR processed_at IS NOT NULL);
+
+-- name: events
+-- $1 provider (NULL = all), $2 limit
+SELECT id, aggregateid, type, payload, created_at, seq FROM syncd.outbox
+WHERE ($1::text IS NULL OR aggregateid LIKE $1 || ':%')
+ORDER BY seq DESC LIMIT $2;
+
+-- name: mirror
+-- $1 provider (NULL = all), $2 limit
+SELECT provider, user_id, username, display_name, email, active, state, kind,
+       source_version, changed_at, deleted_at
+FROM syncd.users WHERE ($1::text IS NULL OR provider = $1)
+ORDER BY provider, user_id LIMIT $2;
+
+-- name: due_counts
+-- no parameters
+SELECT provider, count(*) AS due FROM syncd.targets WHERE next_sync_at <= now() GROUP BY provider;
+
+-- name: set_target_status
+-- $1 provider, $2 user ids, $3 status, $4 error
+UPDATE syncd.targets SET last_status = $3, last_error = $4
+WHERE provider = $1 AND user_id = ANY($2::text[]);
+
+-- name: reset_not_found
+-- $1 provider, $2 user ids
+-- An admin rejected held deletions: start confirming from scratch.
+UPDATE syncd.targets SET not_found_count = 0, not_found_since = NULL, last_status = 'deletion_rejected'
+WHERE provider = $1 AND user_id = ANY($2::text[]);

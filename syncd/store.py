@@ -1,0 +1,388 @@
+"""The store: the only code that talks to PostgreSQL.
+
+Queries live in ``queries.sql`` (loaded once by name); the schema lives in
+the numbered migrations under ``sql/``. asyncpg errors become
+``StoreUnavailable`` here, so callers never see a driver exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+
+from syncd import jsonutil
+from syncd.errors import StoreUnavailable
+
+log = structlog.get_logger("syncd.store")
+
+_PACKAGE = Path(__file__).resolve().parent
+_NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+#: pg_advisory_xact_lock key that serialises `syncd migrate` runs
+MIGRATION_LOCK = 0x73796E6364  # "syncd"
+#: errors that mean "the database went away", not "the query is wrong"
+CONNECTION_ERRORS = (
+    OSError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.ConnectionFailureError,
+    TimeoutError,
+)
+
+
+@cache
+def queries() -> dict[str, str]:
+    text = (_PACKAGE / "queries.sql").read_text(encoding="utf-8")
+    parts = _NAME.split(text)
+    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
+
+
+def migrations_dir() -> Path:
+    """``sql/`` beside the package in a checkout, ``syncd/_sql`` in a wheel."""
+    for candidate in (_PACKAGE / "_sql", _PACKAGE.parent / "sql"):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError("syncd's sql/ migrations are missing from this installation")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def migrations() -> list[Migration]:
+    files = sorted(p for p in migrations_dir().glob("*.sql") if re.match(r"^\d{3}_", p.name))
+    return [Migration(p.stem, p) for p in files]
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("jsonb", "json"):
+        await conn.set_type_codec(
+            typ, schema="pg_catalog", encoder=jsonutil.dumps, decoder=jsonutil.loads, format="text"
+        )
+
+
+def _translate(exc: BaseException) -> StoreUnavailable:
+    return StoreUnavailable(f"PostgreSQL unavailable: {exc.__class__.__name__}: {exc}".strip())
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self.pool = pool
+        self.dsn = dsn
+        self.q = queries()
+        #: round trips made, for the benchmark
+        self.round_trips = 0
+
+    @classmethod
+    async def connect(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> Store:
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                command_timeout=60,
+                server_settings={"application_name": "syncd"},
+            )
+        except CONNECTION_ERRORS as exc:
+            raise _translate(exc) from exc
+        except asyncpg.PostgresError as exc:
+            raise StoreUnavailable(f"PostgreSQL refused the connection: {exc}") from exc
+        assert pool is not None
+        return cls(pool, dsn)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    # -- plumbing ------------------------------------------------------------------
+    async def _run(self, method: str, name: str, *args: Any) -> Any:
+        self.round_trips += 1
+        try:
+            async with self.pool.acquire() as conn:
+                return await getattr(conn, method)(self.q[name], *args)
+        except CONNECTION_ERRORS as exc:
+            raise _translate(exc) from exc
+
+    async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._run("fetch", name, *args)
+
+    async def fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
+        return await self._run("fetchrow", name, *args)
+
+    async def execute(self, name: str, *args: Any) -> str:
+        return await self._run("execute", name, *args)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.pool.acquire(timeout=5) as conn:
+                await conn.fetchval("SELECT 1")
+            return True
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+            return False
+
+    # -- migrations ------------------------------------------------------------------
+    async def migrate(self) -> list[str]:
+        """Apply every migration not yet applied, in one transaction, under an
+        advisory lock (two ``syncd migrate`` at once: the second waits, then
+        finds nothing to do). Returns the versions applied."""
+        applied: list[str] = []
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                await conn.execute(
+                    "CREATE SCHEMA IF NOT EXISTS syncd;"
+                    "CREATE TABLE IF NOT EXISTS syncd.schema_migrations ("
+                    " version text PRIMARY KEY, checksum text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                done = {
+                    r["version"]: r["checksum"]
+                    for r in await conn.fetch("SELECT version, checksum FROM syncd.schema_migrations")
+                }
+                for m in migrations():
+                    if m.version in done:
+                        if done[m.version] != m.checksum:
+                            log.warning("migrate.checksum_mismatch", version=m.version)
+                        continue
+                    await conn.execute(m.sql)
+                    await conn.execute(
+                        "INSERT INTO syncd.schema_migrations (version, checksum) VALUES ($1, $2)",
+                        m.version,
+                        m.checksum,
+                    )
+                    applied.append(m.version)
+                    log.info("migrate.applied", version=m.version)
+        except CONNECTION_ERRORS as exc:
+            raise _translate(exc) from exc
+        return applied
+
+    async def pending_migrations(self) -> list[str]:
+        try:
+            async with self.pool.acquire() as conn:
+                exists = await conn.fetchval("SELECT to_regclass('syncd.schema_migrations') IS NOT NULL")
+                done = (
+                    {r[0] for r in await conn.fetch("SELECT version FROM syncd.schema_migrations")}
+                    if exists
+                    else set()
+                )
+        except CONNECTION_ERRORS as exc:
+            raise _translate(exc) from exc
+        return [m.version for m in migrations() if m.version not in done]
+
+    # -- targets ---------------------------------------------------------------------
+    async def add_targets(self, provider: str, user_ids: Sequence[str]) -> None:
+        for chunk in _chunks(user_ids, 10_000):
+            await self.execute("add_targets", provider, chunk)
+
+    async def remove_targets(self, provider: str, user_ids: Sequence[str]) -> int:
+        status = await self.execute("remove_targets", provider, list(user_ids))
+        return int(status.split()[-1])
+
+    async def make_due(self, provider: str, user_ids: Sequence[str] | None) -> int:
+        status = await self.execute("make_due", provider, list(user_ids) if user_ids is not None else None)
+        return int(status.split()[-1])
+
+    async def lease_due(
+        self, provider: str, owner: str, lease_seconds: float, limit: int, only: Sequence[str] | None = None
+    ) -> list[asyncpg.Record]:
+        return await self.fetch(
+            "lease_due", provider, owner, lease_seconds, limit, list(only) if only else None
+        )
+
+    async def release_leases(self, owner: str, user_ids: Sequence[str] | None = None) -> None:
+        await self.execute("release_leases", owner, list(user_ids) if user_ids is not None else None)
+
+    async def mirror_rows(self, provider: str, user_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+        if not user_ids:
+            return {}
+        return {r["user_id"]: r for r in await self.fetch("mirror_rows", provider, list(user_ids))}
+
+    # -- the write path ---------------------------------------------------------------------
+    async def write_batch(self, provider: str, owner: str, changes: ChangeSet, done: TargetUpdates) -> int:
+        """Events + mirror rows + target bookkeeping for one batch, atomically
+        (one transaction; a single round trip when nothing changed)."""
+        self.round_trips += 1
+        try:
+            async with self.pool.acquire() as conn:
+                if not changes:
+                    await conn.execute(self.q["finish_targets"], provider, owner, *done.columns())
+                    return 0
+                async with conn.transaction():
+                    row = await conn.fetchrow(self.q["apply_changes"], provider, *changes.columns())
+                    if self.before_finish is not None:
+                        await self.before_finish()
+                    await conn.execute(self.q["finish_targets"], provider, owner, *done.columns())
+                return int(row["events"]) if row else 0
+        except CONNECTION_ERRORS as exc:
+            raise _translate(exc) from exc
+
+    #: test hook: runs inside the write transaction, between the mirror/outbox
+    #: write and the target bookkeeping (to prove a failure there rolls back both)
+    before_finish: Callable[[], Any] | None = None
+
+    # -- runs ------------------------------------------------------------------------
+    async def start_run(self, provider: str, trigger: str, replica: str) -> int:
+        row = await self.fetchrow("start_run", provider, trigger, replica)
+        assert row is not None
+        return int(row["id"])
+
+    async def finish_run(self, run_id: int, status: str, counts: dict[str, int], error: str | None) -> None:
+        await self.execute(
+            "finish_run",
+            run_id,
+            status,
+            *(counts.get(k, 0) for k in RUN_COUNTS),
+            error,
+        )
+
+    # -- provider state ---------------------------------------------------------------------
+    async def set_pause(self, provider: str, until: datetime, reason: str) -> None:
+        await self.fetch("set_pause", provider, until, reason)
+
+    async def get_pause(self, provider: str) -> datetime | None:
+        row = await self.fetchrow("get_pause", provider)
+        return row["paused_until"] if row else None
+
+    @asynccontextmanager
+    async def listen(
+        self, channel: str, callback: Callable[[str], None]
+    ) -> AsyncIterator[asyncpg.Connection]:
+        """LISTEN on a dedicated connection while the context is open."""
+        try:
+            conn = await asyncpg.connect(self.dsn)
+        except CONNECTION_ERRORS as exc:
+            raise _translate(exc) from exc
+
+        def on_notify(_c: object, _pid: int, _channel: str, payload: str) -> None:
+            callback(payload)
+
+        try:
+            await conn.add_listener(channel, on_notify)
+            yield conn
+        finally:
+            try:
+                await asyncio.wait_for(conn.close(), 5)
+            except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+                conn.terminate()
+
+
+RUN_COUNTS = (
+    "fetched",
+    "created",
+    "updated",
+    "deleted",
+    "restored",
+    "unchanged",
+    "failed",
+    "not_found",
+    "held",
+)
+
+
+@dataclass(slots=True)
+class ChangeSet:
+    """Column arrays for ``apply_changes`` (one statement for the whole batch)."""
+
+    user_ids: list[str]
+    event_ids: list[Any]
+    types: list[str]
+    payloads: list[dict[str, Any]]
+    hashes: list[str | None]
+
+    @classmethod
+    def empty(cls) -> ChangeSet:
+        return cls([], [], [], [], [])
+
+    def add(
+        self, user_id: str, event_id: Any, type_: str, payload: dict[str, Any], content_hash: str | None
+    ) -> None:
+        self.user_ids.append(user_id)
+        self.event_ids.append(event_id)
+        self.types.append(type_)
+        self.payloads.append(payload)
+        self.hashes.append(content_hash)
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def columns(self) -> tuple[list[Any], ...]:
+        return (self.user_ids, self.event_ids, self.types, self.payloads, self.hashes)
+
+
+@dataclass(slots=True)
+class TargetUpdates:
+    """Column arrays for ``finish_targets``."""
+
+    user_ids: list[str]
+    statuses: list[str]
+    errors: list[str | None]
+    next_in: list[float]
+    nf_counts: list[int]
+    nf_since: list[datetime | None]
+    failed: list[bool]
+
+    @classmethod
+    def empty(cls) -> TargetUpdates:
+        return cls([], [], [], [], [], [], [])
+
+    def add(
+        self,
+        user_id: str,
+        status: str,
+        *,
+        next_in: float,
+        error: str | None = None,
+        nf_count: int = 0,
+        nf_since: datetime | None = None,
+        failed: bool = False,
+    ) -> None:
+        self.user_ids.append(user_id)
+        self.statuses.append(status)
+        self.errors.append(error)
+        self.next_in.append(next_in)
+        self.nf_counts.append(nf_count)
+        self.nf_since.append(nf_since)
+        self.failed.append(failed)
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def columns(self) -> tuple[list[Any], ...]:
+        return (
+            self.user_ids,
+            self.statuses,
+            self.errors,
+            self.next_in,
+            self.nf_counts,
+            self.nf_since,
+            self.failed,
+        )
+
+
+def _chunks(items: Sequence[str], size: int) -> list[list[str]]:
+    items = list(items)
+    return [items[i : i + size] for i in range(0, len(items), size)] or []

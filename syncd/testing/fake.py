@@ -1,0 +1,286 @@
+"""A fake provider server with switches for the faults real providers show.
+
+One ``FakeProvider`` serves one provider type (its *dialect*: routes, bodies,
+error shapes, auth flow) on 127.0.0.1. Tests change ``users`` directly, queue
+faults with ``inject``, and read ``requests`` (arrival times, statuses) to
+prove behaviour such as "no request before the Retry-After instant".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from syncd import jsonutil
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Dialect(Protocol):
+    """What makes a fake speak like one provider."""
+
+    type: str
+
+    def routes(self, fake: FakeProvider) -> list[web.RouteDef]: ...
+
+    def make_user(self, n: int) -> dict[str, Any]:
+        """A valid, documented-shape body for the n-th synthetic user."""
+        ...
+
+    def user_id(self, doc: dict[str, Any]) -> str: ...
+
+    def modify(self, doc: dict[str, Any], n: int = 1) -> dict[str, Any]:
+        """The same user with a visible change (display name, version bumped)."""
+        ...
+
+    def error_body(self, status: int, message: str) -> tuple[bytes, str]:
+        """``(body, content_type)`` of this provider's error shape."""
+        ...
+
+    def provider_config(self, name: str, base_url: str, token_env: str) -> dict[str, Any]:
+        """A ``[[providers]]`` table that syncs from this fake."""
+        ...
+
+
+@dataclass
+class Fault:
+    kind: str
+    times: int | None = 1
+    probability: float | None = None
+    retry_after: str | None = None
+    delay: float = 0.0
+    status: int | None = None
+    only_path: str | None = None
+
+
+@dataclass
+class RequestRecord:
+    at: float  # time.time() when the request arrived
+    method: str
+    path: str
+    status: int = 0
+    fault: str | None = None
+
+
+@dataclass
+class Announcement:
+    """A Retry-After the fake sent: no request should arrive before ``until``."""
+
+    sent_at: float
+    until: float
+
+
+@dataclass
+class FakeProvider:
+    dialect: Dialect
+    token: str = "fake-token"
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[RequestRecord] = field(default_factory=list)
+    announcements: list[Announcement] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
+    #: tokens the fake's token endpoints issued and that are still valid
+    issued_tokens: set[str] = field(default_factory=set)
+    token_lifetime: int = 3600
+    latency: float = 0.0
+    url: str = ""
+    _runner: web.AppRunner | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self, port: int = 0) -> str:
+        app = web.Application(middlewares=[self._middleware])
+        app.add_routes(self.dialect.routes(self))
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        site = web.SockSite(self._runner, sock)
+        await site.start()
+        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeProvider:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- data --------------------------------------------------------------------
+    def seed(self, count: int, start: int = 0) -> list[str]:
+        ids = []
+        for n in range(start, start + count):
+            doc = self.dialect.make_user(n)
+            uid = self.dialect.user_id(doc)
+            self.users[uid] = doc
+            ids.append(uid)
+        return ids
+
+    def modify(self, user_id: str, n: int = 1) -> None:
+        self.users[user_id] = self.dialect.modify(self.users[user_id], n)
+
+    def provider_config(self, name: str, token_env: str = "SYNCD_FAKE_TOKEN") -> dict[str, Any]:
+        return self.dialect.provider_config(name, self.url, token_env)
+
+    # -- faults ------------------------------------------------------------------
+    def inject(self, kind: str, **kw: Any) -> Fault:
+        """Queue a fault. ``kind``: 429, 503, 423, 500, 502 (status faults,
+        optional ``retry_after``), ``slow`` (``delay`` seconds), ``reset``
+        (connection dropped), ``truncated`` (half a JSON body), ``html`` (an
+        HTML error page with 502), ``garbage`` (200 with invalid JSON),
+        ``wrong_type`` (200 text/plain), ``missing_id`` (200 without the id),
+        ``401``. ``times`` (None = forever) or ``probability`` say how often."""
+        fault = Fault(kind=kind, **kw)
+        self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+
+    def _next_fault(self, path: str) -> Fault | None:
+        for fault in list(self.faults):
+            if fault.only_path and fault.only_path not in path:
+                continue
+            if fault.probability is not None:
+                if random.random() < fault.probability:
+                    return fault
+                continue
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self.faults.remove(fault)
+            return fault
+        return None
+
+    def user_requests(self) -> list[RequestRecord]:
+        return [r for r in self.requests if "token" not in r.path and "session" not in r.path]
+
+    def early_requests(self, grace: float = 0.05) -> list[RequestRecord]:
+        """Requests that arrived after a Retry-After was announced (plus
+        ``grace`` for requests already in flight) and before its instant."""
+        early = []
+        for a in self.announcements:
+            for r in self.requests:
+                if a.sent_at + grace < r.at < a.until - 0.001:
+                    early.append(r)
+        return early
+
+    # -- HTTP --------------------------------------------------------------------
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        record = RequestRecord(at=time.time(), method=request.method, path=request.path_qs)
+        self.requests.append(record)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        fault = (
+            None
+            if request.path.endswith(("/token", "/access_token", "/auth"))
+            else self._next_fault(request.path)
+        )
+        if fault is not None:
+            record.fault = fault.kind
+            response = await self._apply_fault(fault, request, handler)
+        else:
+            response = await handler(request)
+        record.status = response.status
+        return response
+
+    async def _apply_fault(self, fault: Fault, request: web.Request, handler: Handler) -> web.StreamResponse:
+        kind = fault.kind
+        if kind == "slow":
+            await asyncio.sleep(fault.delay)
+            return await handler(request)
+        if kind == "reset":
+            assert request.transport is not None
+            request.transport.close()
+            raise asyncio.CancelledError
+        if kind in {"truncated", "garbage", "wrong_type", "missing_id"}:
+            good = await handler(request)
+            body = good.body if isinstance(good, web.Response) else b"{}"
+            assert isinstance(body, bytes)
+            if kind == "truncated":
+                return web.Response(body=body[: max(1, len(body) // 2)], content_type="application/json")
+            if kind == "garbage":
+                return web.Response(body=b'{"id": "1", "oops": }', content_type="application/json")
+            if kind == "wrong_type":
+                return web.Response(body=b"OK", content_type="text/plain")
+            doc = jsonutil.loads(body)
+            return web.json_response(_drop_ids(doc), dumps=jsonutil.dumps)
+        if kind == "html":
+            return web.Response(
+                status=fault.status or 502,
+                body=b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                content_type="text/html",
+            )
+        status = fault.status or int(kind)
+        headers = {}
+        if fault.retry_after is not None:
+            headers["Retry-After"] = fault.retry_after
+            self.announcements.append(
+                Announcement(sent_at=time.time(), until=_retry_instant(fault.retry_after))
+            )
+        body, ctype = self.dialect.error_body(status, f"injected {status}")
+        return web.Response(status=status, body=body, headers=headers, content_type=ctype)
+
+    # -- helpers for dialects -------------------------------------------------------
+    def authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return False
+        token = header[len("Bearer ") :]
+        return token == self.token or token in self.issued_tokens
+
+    def issue_token(self) -> str:
+        token = f"issued-{random.getrandbits(64):016x}"
+        self.issued_tokens.add(token)
+        return token
+
+    def expire_tokens(self) -> None:
+        """Every token the fake issued stops working (as after a provider's idle timeout)."""
+        self.issued_tokens.clear()
+
+    def error(self, status: int, message: str) -> web.Response:
+        body, ctype = self.dialect.error_body(status, message)
+        return web.Response(status=status, body=body, content_type=ctype)
+
+    def user_response(self, user_id: str) -> web.Response:
+        doc = self.users.get(user_id)
+        if doc is None:
+            return self.error(404, "User could not be found")
+        return web.json_response(doc, dumps=jsonutil.dumps)
+
+
+def retry_after_date(seconds: float) -> str:
+    """An HTTP-date ``seconds`` from now (RFC 9110 §5.6.7)."""
+    return format_datetime(datetime.now(UTC) + timedelta(seconds=seconds), usegmt=True)
+
+
+def _retry_instant(value: str) -> float:
+    if value.strip().isdigit():
+        return time.time() + int(value)
+    from email.utils import parsedate_to_datetime
+
+    return parsedate_to_datetime(value).timestamp()
+
+
+_ID_KEYS = {"id", "userId", "user_id"}
+
+
+def _drop_ids(doc: Any) -> Any:
+    if isinstance(doc, dict):
+        return {k: _drop_ids(v) for k, v in doc.items() if k not in _ID_KEYS}
+    return doc

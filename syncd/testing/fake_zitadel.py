@@ -1,0 +1,126 @@
+"""The ZITADEL dialect of the fake provider."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from aiohttp import web
+
+from syncd import jsonutil
+from syncd.testing.fake import FakeProvider
+
+_GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 423: 9, 429: 8, 500: 13, 502: 14, 503: 14}
+FIRST_NAMES = ["Minnie", "Mickey", "Donald", "Daisy", "Goofy", "Pluto", "Clarabelle", "Horace"]
+LAST_NAMES = ["Mouse", "Duck", "Goof", "Cow", "Horsecollar", "Pete", "Gander", "Coot"]
+
+
+class ZitadelDialect:
+    type = "zitadel"
+
+    def routes(self, fake: FakeProvider) -> list[web.RouteDef]:
+        async def get_user(request: web.Request) -> web.Response:
+            if not fake.authorized(request):
+                return fake.error(401, "Errors.Token.Invalid (AUTH-7fs1e)")
+            return fake.user_response(request.match_info["user_id"])
+
+        async def token(request: web.Request) -> web.Response:
+            form = await request.post()
+            if form.get("grant_type") != "client_credentials" or not request.headers.get(
+                "Authorization", ""
+            ).startswith("Basic "):
+                return web.json_response({"error": "invalid_client"}, status=401)
+            import base64
+
+            creds = base64.b64decode(request.headers["Authorization"][6:]).decode()
+            if creds != "syncd-client:" + fake.token:
+                return web.json_response(
+                    {"error": "invalid_client", "error_description": "client not found"}, status=401
+                )
+            return web.json_response(
+                {
+                    "access_token": fake.issue_token(),
+                    "token_type": "Bearer",
+                    "expires_in": fake.token_lifetime,
+                }
+            )
+
+        return [web.get("/v2/users/{user_id}", get_user), web.post("/oauth/v2/token", token)]
+
+    def make_user(self, n: int) -> dict[str, Any]:
+        uid = str(284761989876543210 + n)
+        details = {
+            "sequence": str(10 + n),
+            "changeDate": "2026-02-03T10:21:07.512893123Z",
+            "resourceOwner": "284761535123456789",
+            "creationDate": "2025-11-10T08:00:01.123456Z",
+        }
+        if n % 10 == 9:  # every tenth is a machine user
+            user: dict[str, Any] = {
+                "userId": uid,
+                "details": details,
+                "state": "USER_STATE_ACTIVE",
+                "username": f"bot-{n}",
+                "loginNames": [f"bot-{n}@acme.zitadel.cloud"],
+                "preferredLoginName": f"bot-{n}@acme.zitadel.cloud",
+                "machine": {"name": f"Bot {n}", "description": "service account", "hasSecret": True},
+            }
+        else:
+            given = FIRST_NAMES[n % len(FIRST_NAMES)]
+            family = LAST_NAMES[(n // len(FIRST_NAMES)) % len(LAST_NAMES)]
+            username = f"{given.lower()}.{family.lower()}.{n}"
+            user = {
+                "userId": uid,
+                "details": details,
+                "state": "USER_STATE_ACTIVE",
+                "username": username,
+                "loginNames": [f"{username}@acme.zitadel.cloud"],
+                "preferredLoginName": f"{username}@acme.zitadel.cloud",
+                "human": {
+                    "profile": {
+                        "givenName": given,
+                        "familyName": family,
+                        "displayName": f"{given} {family}",
+                        "preferredLanguage": "en",
+                        "gender": "GENDER_FEMALE" if n % 2 else "GENDER_MALE",
+                    },
+                    "email": {"email": f"{username}@acme.com", "isVerified": n % 3 != 0},
+                    "phone": {},
+                    "passwordChanged": "2025-11-10T08:05:00Z",
+                },
+            }
+        return {"details": dict(details), "user": user}
+
+    def user_id(self, doc: dict[str, Any]) -> str:
+        return str(doc["user"]["userId"])
+
+    def modify(self, doc: dict[str, Any], n: int = 1) -> dict[str, Any]:
+        doc = copy.deepcopy(doc)
+        user = doc["user"]
+        seq = str(int(user["details"]["sequence"]) + n)
+        user["details"]["sequence"] = doc["details"]["sequence"] = seq
+        user["details"]["changeDate"] = doc["details"]["changeDate"] = "2026-03-01T12:00:00.000000001Z"
+        if "human" in user:
+            profile = user["human"]["profile"]
+            profile["displayName"] = profile.get("displayName", "").split(" (")[0] + f" (v{seq})"
+        else:
+            user["machine"]["description"] = f"service account v{seq}"
+        return doc
+
+    def error_body(self, status: int, message: str) -> tuple[bytes, str]:
+        code = _GRPC_CODES.get(status, 2)
+        body = {
+            "code": code,
+            "message": f"{message} (QUERY-Dfbg2)",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/zitadel.v1.ErrorDetail",
+                    "id": "QUERY-Dfbg2",
+                    "message": message,
+                }
+            ],
+        }
+        return jsonutil.dumps(body).encode(), "application/json"
+
+    def provider_config(self, name: str, base_url: str, token_env: str) -> dict[str, Any]:
+        return {"name": name, "type": "zitadel", "base_url": base_url, "token_env": token_env}

@@ -1,0 +1,164 @@
+"""Test fixtures: a real PostgreSQL and real HTTP fake providers.
+
+PostgreSQL comes from ``$SYNCD_TEST_DATABASE_URL`` when set, else an
+embedded server (pgserver) started once per session. The schema is built
+once into a template database; each test gets a fresh copy
+(``CREATE DATABASE … TEMPLATE``), so tests are isolated and fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import structlog
+
+from syncd import config as config_mod
+from syncd import embedded
+from syncd.config import Config
+from syncd.engine import Engine
+from syncd.store import Store
+from syncd.testing.dialects import fake
+from syncd.testing.fake import FakeProvider
+
+TOKEN_ENV = "SYNCD_TEST_TOKEN"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """An admin URL of a PostgreSQL server to create test databases on."""
+    url = os.environ.get("SYNCD_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    state = tempfile.mkdtemp(prefix="syncd-test-pg-")
+    server = embedded.start(state)
+    yield embedded.url(server)
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def template_db(pg_url: str) -> AsyncIterator[str]:
+    name = f"syncd_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = await asyncpg.connect(pg_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        store = await Store.connect(with_database(pg_url, name), min_size=1, max_size=2)
+        await store.migrate()
+        await store.close()
+        yield name
+    finally:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.close()
+
+
+@pytest.fixture
+async def db_url(pg_url: str, template_db: str) -> AsyncIterator[str]:
+    name = f"syncd_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template_db}")
+        yield with_database(pg_url, name)
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def empty_db_url(pg_url: str) -> AsyncIterator[str]:
+    """A database with no schema at all (for migration tests)."""
+    name = f"syncd_e_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_url)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        yield with_database(pg_url, name)
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    s = await Store.connect(db_url, min_size=1, max_size=5)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def zitadel(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeProvider]:
+    f = fake("zitadel")
+    monkeypatch.setenv(TOKEN_ENV, f.token)
+    async with f:
+        yield f
+
+
+@pytest.fixture
+def make_config(db_url: str) -> Callable[..., Config]:
+    """Build a Config syncing from the given fakes (one provider each)."""
+
+    def build(
+        *fakes: tuple[str, FakeProvider] | FakeProvider,
+        sync: dict[str, Any] | None = None,
+        **provider_overrides: Any,
+    ) -> Config:
+        providers = []
+        for item in fakes:
+            name, f = item if isinstance(item, tuple) else (item.dialect.type, item)
+            os.environ[TOKEN_ENV] = f.token
+            providers.append({**f.provider_config(name, token_env=TOKEN_ENV), **provider_overrides})
+        data = {
+            "database": {"url": db_url},
+            "sync": {"delete_confirmations": 1, "max_delete_fraction": 1.0, **(sync or {})},
+            "providers": providers,
+        }
+        return config_mod.from_dict(data, source="<test>")
+
+    return build
+
+
+@pytest.fixture
+async def engine_for(store: Store) -> AsyncIterator[Callable[..., Any]]:
+    engines: list[Engine] = []
+
+    async def build(cfg: Config, **kw: Any) -> Engine:
+        e = Engine(store, cfg, **kw)
+        await e.start()
+        engines.append(e)
+        return e
+
+    yield build
+    for e in engines:
+        await e.close()
+
+
+@pytest.fixture
+def logs() -> Iterator[list[dict[str, Any]]]:
+    with structlog.testing.capture_logs() as captured:
+        yield captured
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` (sync or async) until truthy; fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

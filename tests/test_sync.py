@@ -1,0 +1,317 @@
+"""The core sync path against a real PostgreSQL and a fake ZITADEL over HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import jsonpatch
+import pytest
+
+from syncd.engine import Engine
+from syncd.store import Store
+from tests.conftest import wait_for
+
+
+async def events(store: Store, type_: str | None = None) -> list[asyncpg.Record]:
+    return await store.pool.fetch(
+        "SELECT * FROM syncd.outbox WHERE $1::text IS NULL OR type = $1 ORDER BY seq", type_
+    )
+
+
+async def mirror(store: Store) -> dict[str, asyncpg.Record]:
+    rows = await store.pool.fetch("SELECT *, xmin::text AS version FROM syncd.users")
+    return {r["user_id"]: r for r in rows}
+
+
+async def sync_all(engine: Engine, name: str = "zitadel") -> Any:
+    await engine.store.make_due(name, None)
+    return await engine.sync(name, trigger="resync")
+
+
+async def test_first_sync_creates_mirror_rows_and_one_created_event_each(
+    store, zitadel, make_config, engine_for
+):
+    ids = zitadel.seed(20)
+    engine = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ids)
+
+    report = await engine.sync("zitadel", trigger="resync")
+
+    assert report.counts["created"] == 20 and report.counts["fetched"] == 20
+    rows = await mirror(store)
+    assert set(rows) == set(ids)
+    human = rows[ids[0]]
+    assert human["username"] == "minnie.mouse.0"
+    assert human["display_name"] == "Minnie Mouse"
+    assert human["email"] == "minnie.mouse.0@acme.com"
+    assert human["kind"] == "human" and human["active"] is True
+    assert human["source_version"] == "10"
+    assert human["raw"]["user"]["userId"] == ids[0]
+    assert rows[ids[9]]["kind"] == "machine"
+    evs = await events(store)
+    assert [e["type"] for e in evs] == ["user.created"] * 20
+    ev = evs[0]
+    assert ev["aggregatetype"] == "user"
+    assert ev["aggregateid"] == f"zitadel:{ev['payload']['user_id']}"
+    payload = ev["payload"]
+    assert payload["provider"] == "zitadel" and payload["provider_type"] == "zitadel"
+    assert payload["before"] is None
+    assert payload["after"]["username"] == rows[payload["user_id"]]["username"]
+    assert payload["version"] == rows[payload["user_id"]]["source_version"]
+    assert jsonpatch.apply_patch({}, payload["patch"]) == payload["after"]
+    assert payload["observed_at"]
+
+
+async def test_second_sync_of_unchanged_users_writes_no_event_and_no_mirror_row(
+    store, zitadel, make_config, engine_for
+):
+    ids = zitadel.seed(30)
+    engine = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ids)
+    await engine.sync("zitadel")
+    before = await mirror(store)
+
+    report = await sync_all(engine)
+
+    assert report.counts["unchanged"] == 30 and report.counts["fetched"] == 30
+    assert len(await events(store)) == 30
+    after = await mirror(store)
+    # xmin changes on any UPDATE: identical means not a single mirror write
+    assert {k: r["version"] for k, r in after.items()} == {k: r["version"] for k, r in before.items()}
+    targets = await store.pool.fetch("SELECT last_status, leased_by FROM syncd.targets")
+    assert {t["last_status"] for t in targets} == {"unchanged"}
+    assert all(t["leased_by"] is None for t in targets)
+
+
+async def test_an_upstream_change_gives_user_updated_with_before_after_and_patch(
+    store, zitadel, make_config, engine_for
+):
+    ids = zitadel.seed(5)
+    engine = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ids)
+    await engine.sync("zitadel")
+    zitadel.modify(ids[1])
+
+    report = await sync_all(engine)
+
+    assert report.counts["updated"] == 1 and report.counts["unchanged"] == 4
+    [ev] = await events(store, "user.updated")
+    p = ev["payload"]
+    assert p["user_id"] == ids[1]
+    assert p["before"]["display_name"] == "Mickey Mouse"
+    assert p["after"]["display_name"] == "Mickey Mouse (v12)"
+    assert p["version"] == "12"
+    assert {"op": "replace", "path": "/display_name", "value": "Mickey Mouse (v12)"} in p["patch"]
+    assert jsonpatch.apply_patch(p["before"], p["patch"]) == p["after"]
+    row = (await mirror(store))[ids[1]]
+    assert row["display_name"] == "Mickey Mouse (v12)" and row["source_version"] == "12"
+    assert row["changed_at"] > row["first_seen_at"]
+
+
+async def test_a_user_gone_upstream_is_deleted_once_and_restored_when_back(
+    store, zitadel, make_config, engine_for
+):
+    ids = zitadel.seed(5)
+    engine = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ids)
+    await engine.sync("zitadel")
+    gone = zitadel.users.pop(ids[2])
+
+    report = await sync_all(engine)
+    assert report.counts["deleted"] == 1
+    [ev] = await events(store, "user.deleted")
+    assert ev["payload"]["before"]["user_id"] == ids[2] and ev["payload"]["after"] is None
+    row = (await mirror(store))[ids[2]]
+    assert row["deleted_at"] is not None
+    assert row["username"] == "donald.mouse.2"  # the last known state is kept
+
+    # still gone: no second deletion event
+    await sync_all(engine)
+    assert len(await events(store, "user.deleted")) == 1
+
+    zitadel.users[ids[2]] = gone
+    report = await sync_all(engine)
+    assert report.counts["restored"] == 1
+    [ev] = await events(store, "user.restored")
+    assert ev["payload"]["after"]["user_id"] == ids[2]
+    assert (await mirror(store))[ids[2]]["deleted_at"] is None
+
+
+async def test_a_404_for_a_user_never_mirrored_emits_nothing(store, zitadel, make_config, engine_for):
+    engine = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ["999"])
+    report = await engine.sync("zitadel")
+    assert report.counts["not_found"] == 1
+    assert await events(store) == []
+    assert await mirror(store) == {}
+
+
+async def test_ignored_fields_never_cause_events(store, zitadel, make_config, engine_for):
+    ids = zitadel.seed(3)
+    ignore = ["user.human.passwordChanged", "updated_at", "source_version", "details", "user.details"]
+    engine = await engine_for(make_config(zitadel, ignore_fields=ignore))
+    await store.add_targets("zitadel", ids)
+    await engine.sync("zitadel")
+    for uid in ids:
+        user = zitadel.users[uid]["user"]
+        user["details"]["changeDate"] = zitadel.users[uid]["details"]["changeDate"] = "2030-01-01T00:00:00Z"
+        user["details"]["sequence"] = zitadel.users[uid]["details"]["sequence"] = "999"
+        if "human" in user:
+            user["human"]["passwordChanged"] = "2030-01-01T00:00:00Z"
+
+    report = await sync_all(engine)
+    assert report.counts["unchanged"] == 3
+    assert len(await events(store)) == 3
+    # a real change alongside still counts
+    zitadel.users[ids[0]]["user"]["username"] = "renamed"
+    report = await sync_all(engine)
+    assert report.counts["updated"] == 1
+
+
+async def test_a_failure_inside_the_write_transaction_leaves_no_event_and_no_mirror_row(
+    store, zitadel, make_config, engine_for
+):
+    ids = zitadel.seed(10)
+    engine = await engine_for(make_config(zitadel, concurrency=4))
+    await store.add_targets("zitadel", ids)
+
+    async def boom() -> None:
+        raise RuntimeError("injected failure between the mirror write and the bookkeeping")
+
+    store.before_finish = boom
+    with pytest.raises(RuntimeError, match="injected"):
+        await engine.sync("zitadel")
+    assert await events(store) == []
+    assert await mirror(store) == {}
+    run = await store.pool.fetchrow("SELECT status, error FROM syncd.sync_runs")
+    assert run["status"] == "failed" and "injected" in run["error"]
+
+    store.before_finish = None
+    report = await sync_all(engine)
+    assert report.counts["created"] == 10
+    # every event corresponds to exactly one mirror change
+    evs = await events(store)
+    assert sorted(e["payload"]["user_id"] for e in evs) == sorted(ids)
+    assert set(await mirror(store)) == set(ids)
+
+
+async def test_writing_the_same_change_twice_inserts_one_event_and_one_mirror_write(
+    store, zitadel, make_config, engine_for
+):
+    """Two writers racing on one change compute the same event id; only one gets in."""
+    ids = zitadel.seed(3)
+    cfg = make_config(zitadel)
+    a = await engine_for(cfg, replica="a")
+    b = await engine_for(cfg, replica="b")
+    await store.add_targets("zitadel", ids)
+    rt = a.runtime("zitadel")
+    leased = await store.lease_due("zitadel", "a", 60, 100)
+    outcomes = await a._fetch_all(rt, leased)
+    changes_a, done_a = await a._diff(
+        rt, outcomes, __import__("syncd.engine").engine.PassReport("zitadel", "t"), []
+    )
+    changes_b, done_b = await b._diff(
+        b.runtime("zitadel"), outcomes, __import__("syncd.engine").engine.PassReport("zitadel", "t"), []
+    )
+    assert changes_a.event_ids == changes_b.event_ids
+
+    written_a = await store.write_batch("zitadel", "a", changes_a, done_a)
+    written_b = await store.write_batch("zitadel", "b", changes_b, done_b)
+    assert (written_a, written_b) == (3, 0)
+    assert len(await events(store)) == 3
+
+
+async def test_outbox_inserts_notify_listeners(store, zitadel, make_config, engine_for):
+    ids = zitadel.seed(4)
+    engine = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ids)
+    got: list[str] = []
+    async with store.listen("syncd_outbox", got.append):
+        await engine.sync("zitadel")
+        await wait_for(lambda: got)
+    assert sum(int(p) for p in got) == 4
+
+
+async def test_config_user_ids_become_targets(store, zitadel, make_config, engine_for):
+    ids = zitadel.seed(3)
+    engine = await engine_for(make_config(zitadel, user_ids=ids[:2]))
+    await engine.register_config_targets()
+    report = await engine.sync("zitadel")
+    assert report.counts["created"] == 2
+
+
+async def test_every_pass_leaves_a_run_row(store, zitadel, make_config, engine_for):
+    ids = zitadel.seed(3)
+    engine = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ids)
+    await engine.sync("zitadel", trigger="resync")
+    await engine.sync("zitadel", trigger="schedule")
+    runs = await store.pool.fetch("SELECT * FROM syncd.sync_runs ORDER BY id")
+    assert [(r["trigger"], r["status"], r["created"]) for r in runs] == [
+        ("resync", "ok", 3),
+        ("schedule", "ok", 0),
+    ]
+    assert all(r["finished_at"] is not None for r in runs)
+
+
+async def test_dry_run_reports_the_patch_and_writes_nothing(store, zitadel, make_config, engine_for):
+    ids = zitadel.seed(4)
+    engine = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ids)
+    await engine.sync("zitadel")
+    zitadel.modify(ids[0])
+    before_targets = await store.pool.fetch("SELECT *, xmin::text AS v FROM syncd.targets ORDER BY user_id")
+    n_runs = await store.pool.fetchval("SELECT count(*) FROM syncd.sync_runs")
+
+    report = await engine.dry_run("zitadel")
+
+    assert report.counts["updated"] == 1 and report.counts["unchanged"] == 3
+    [(uid, change, ops)] = report.diffs
+    assert uid == ids[0] and change == "updated"
+    assert {"op": "replace", "path": "/display_name", "value": "Minnie Mouse (v11)"} in ops
+    assert len(await events(store)) == 4
+    assert (
+        await store.pool.fetch("SELECT *, xmin::text AS v FROM syncd.targets ORDER BY user_id")
+        == before_targets
+    )
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.sync_runs") == n_runs
+
+
+async def test_deletion_needs_two_404s_a_minute_apart_by_default(store, zitadel, make_config, engine_for):
+    ids = zitadel.seed(20)
+    engine = await engine_for(
+        make_config(zitadel, sync={"delete_confirmations": 2, "delete_confirm_after": "1m"})
+    )
+    await store.add_targets("zitadel", ids)
+    await engine.sync("zitadel")
+    del zitadel.users[ids[0]]
+
+    report = await sync_all(engine)
+    assert report.counts["not_found"] == 1 and report.counts["deleted"] == 0
+    t = await store.pool.fetchrow("SELECT * FROM syncd.targets WHERE user_id = $1", ids[0])
+    assert t["not_found_count"] == 1 and t["last_status"] == "not_found_unconfirmed"
+    # a second 404 within the minute does not confirm it yet
+    report = await sync_all(engine)
+    assert report.counts["deleted"] == 0
+    # ... a 404 a minute after the first does
+    await store.pool.execute("UPDATE syncd.targets SET not_found_since = now() - interval '61 seconds'")
+    report = await sync_all(engine)
+    assert report.counts["deleted"] == 1
+
+
+async def test_a_user_404_once_then_back_is_never_deleted(store, zitadel, make_config, engine_for):
+    """ZITADEL's projection can answer 404 right after a user is created."""
+    ids = zitadel.seed(20)
+    engine = await engine_for(make_config(zitadel, sync={"delete_confirmations": 2}))
+    await store.add_targets("zitadel", ids)
+    await engine.sync("zitadel")
+    doc = zitadel.users.pop(ids[0])
+    await sync_all(engine)
+    zitadel.users[ids[0]] = doc
+    await sync_all(engine)
+    await store.pool.execute("UPDATE syncd.targets SET not_found_since = now() - interval '1 hour'")
+    del zitadel.users[ids[0]]
+    report = await sync_all(engine)
+    assert report.counts["deleted"] == 0
+    assert await events(store, "user.deleted") == []
