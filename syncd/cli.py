@@ -414,7 +414,13 @@ COMMANDS = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse can't take positionals after options in a subcommand: ids may come anywhere
+    if args.command == "targets" and extra and not any(e.startswith("-") for e in extra):
+        args.user_ids = [*args.user_ids, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         cfg = Config() if args.command == "demo" else config_mod.load(args.config)
     except ConfigError as exc:

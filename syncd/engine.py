@@ -277,7 +277,7 @@ class Engine:
         except StoreUnavailable as exc:
             bound.warning("sync.run_not_recorded", error=str(exc))
         try:
-            await self.store.release_leases(self.replica)
+            await self.store.release_leases(self.replica, report.provider)
         except StoreUnavailable:
             pass  # leases expire by themselves
         log_method = bound.info if report.status == "ok" else bound.error

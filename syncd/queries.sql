@@ -120,10 +120,10 @@ FROM unnest($3::text[], $4::text[], $5::text[], $6::float8[], $7::int[], $8::tim
 WHERE t.provider = $1 AND t.user_id = i.user_id AND t.leased_by = $2;
 
 -- name: release_leases
--- $1 lease owner, $2 user ids (NULL = every lease of this owner)
--- Give leased targets back without syncing them (shutdown, aborted pass).
+-- $1 lease owner, $2 provider (NULL = every provider)
+-- Give leased targets back without syncing them (end of a pass, shutdown).
 UPDATE syncd.targets SET leased_by = NULL, lease_expires_at = NULL
-WHERE leased_by = $1 AND ($2::text[] IS NULL OR user_id = ANY($2::text[]));
+WHERE leased_by = $1 AND ($2::text IS NULL OR provider = $2);
 
 -- name: add_targets
 -- $1 provider, $2 user ids
@@ -285,3 +285,11 @@ WHERE provider = $1 AND user_id = ANY($2::text[]);
 -- An admin rejected held deletions: start confirming from scratch.
 UPDATE syncd.targets SET not_found_count = 0, not_found_since = NULL, last_status = 'deletion_rejected'
 WHERE provider = $1 AND user_id = ANY($2::text[]);
+
+-- name: peek_due
+-- $1 provider
+-- Is anything due (and not leased)? Cheap check before starting a pass.
+SELECT 1 FROM syncd.targets
+WHERE provider = $1 AND next_sync_at <= now()
+  AND (lease_expires_at IS NULL OR lease_expires_at < now())
+LIMIT 1;

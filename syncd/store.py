@@ -213,8 +213,8 @@ class Store:
             "lease_due", provider, owner, lease_seconds, limit, list(only) if only else None
         )
 
-    async def release_leases(self, owner: str, user_ids: Sequence[str] | None = None) -> None:
-        await self.execute("release_leases", owner, list(user_ids) if user_ids is not None else None)
+    async def release_leases(self, owner: str, provider: str | None = None) -> None:
+        await self.execute("release_leases", owner, provider)
 
     async def mirror_rows(self, provider: str, user_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
         if not user_ids:

@@ -1,0 +1,287 @@
+"""`syncd run` as a real process: replicas, leases, enqueue, outages, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.conftest import TOKEN_ENV, wait_for
+from tests.pgproxy import PgProxy
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, log_path: Path) -> None:
+        self.proc, self.port, self.log_path = proc, port, log_path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as s, s.get(self.url + path) as r:
+            return r.status, await r.text()
+
+    async def ready(self) -> bool:
+        try:
+            return (await self.get("/readyz"))[0] == 200
+        except aiohttp.ClientError:
+            return False
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+
+@pytest.fixture
+async def start_daemon(tmp_path):
+    procs: list[Daemon] = []
+
+    async def start(
+        db_url: str,
+        fake_url: str,
+        *,
+        name: str = "d",
+        extra: str = "",
+        sync: str = "",
+        daemon: str = "",
+        env: dict[str, str] | None = None,
+    ) -> Daemon:
+        port = free_port()
+        cfg = tmp_path / f"{name}.toml"
+        cfg.write_text(
+            f"""
+[database]
+url = "{db_url}"
+[daemon]
+listen = "127.0.0.1:{port}"
+replica = "{name}"
+poll_interval = "200ms"
+{daemon}
+[sync]
+batch_size = 100
+lease = "3s"
+delete_confirmations = 1
+max_delete_fraction = 1.0
+{sync}
+[[providers]]
+name = "corp"
+type = "zitadel"
+base_url = "{fake_url}"
+token_env = "{TOKEN_ENV}"
+concurrency = 8
+interval = "1h"
+{extra}
+"""
+        )
+        log_path = tmp_path / f"{name}.log"
+        with log_path.open("w") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "syncd",
+                "run",
+                "--config",
+                str(cfg),
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+        d = Daemon(proc, port, log_path)
+        procs.append(d)
+        await wait_for(d.ready, timeout=30)
+        return d
+
+    yield start
+    for d in procs:
+        if d.proc.returncode is None:
+            d.proc.kill()
+            await d.proc.wait()
+
+
+async def count(store, sql: str, *args: Any) -> int:
+    return await store.pool.fetchval(sql, *args)
+
+
+async def equals(store, sql: str, expected: int) -> bool:
+    return await count(store, sql) == expected
+
+
+async def test_two_replicas_share_2000_users_and_survive_a_kill_9(store, zitadel, db_url, start_daemon):
+    ids = zitadel.seed(2000)
+    zitadel.latency = 0.002
+    await store.add_targets("corp", ids)
+    a = await start_daemon(db_url, zitadel.url, name="a")
+    b = await start_daemon(db_url, zitadel.url, name="b")
+    await wait_for(lambda: count(store, "SELECT count(*) FROM syncd.outbox"), timeout=30)
+    a.proc.kill()  # SIGKILL mid-run: its leases must expire and be taken over
+    await a.proc.wait()
+
+    await wait_for(
+        lambda: equals(store, "SELECT count(*) FROM syncd.users WHERE provider = 'corp'", 2000),
+        timeout=90,
+    )
+    await wait_for(
+        lambda: equals(store, "SELECT count(*) FROM syncd.targets WHERE leased_by IS NOT NULL", 0), timeout=30
+    )
+    assert await count(store, "SELECT count(*) FROM syncd.outbox") == 2000
+    assert await count(store, "SELECT count(DISTINCT aggregateid) FROM syncd.outbox") == 2000
+    assert await count(store, "SELECT count(*) FROM syncd.targets WHERE last_status = 'created'") == 2000
+    by_replica = await store.pool.fetch(
+        "SELECT replica, sum(created) AS n FROM syncd.sync_runs GROUP BY replica"
+    )
+    assert {r["replica"] for r in by_replica if r["n"]} >= {"b"}
+    fetched = [r for r in zitadel.user_requests() if "/v2/users/" in r.path]
+    # each user fetched once, plus at most the batch a killed replica had in flight
+    # each user fetched once, plus what the killed replica had in flight:
+    # the batch it was writing and the next one it was fetching (pipelined)
+    assert len(fetched) <= 2000 + 2 * 100
+    assert b.proc.returncode is None
+
+
+async def test_enqueued_resync_is_picked_up_by_a_running_daemon_within_2s(
+    tmp_path, store, zitadel, db_url, start_daemon
+):
+    ids = zitadel.seed(10)
+    await store.add_targets("corp", ids)
+    await start_daemon(db_url, zitadel.url)
+    await wait_for(lambda: equals(store, "SELECT count(*) FROM syncd.users", 10), timeout=20)
+    zitadel.modify(ids[3])
+    cfg = tmp_path / "d.toml"
+
+    started = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "syncd",
+        "resync",
+        "--enqueue",
+        "--provider",
+        "corp",
+        "--user",
+        ids[3],
+        "--config",
+        str(cfg),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0 and b"marked due" in out
+    enqueued = time.monotonic()
+    await wait_for(
+        lambda: count(store, "SELECT count(*) FROM syncd.outbox WHERE type = 'user.updated'"), timeout=5
+    )
+    assert time.monotonic() - enqueued < 2.0, (
+        f"took {time.monotonic() - enqueued:.2f}s (cli {enqueued - started:.2f}s)"
+    )
+
+
+async def test_daemon_survives_a_database_outage_and_resumes_by_itself(store, zitadel, db_url, start_daemon):
+    ids = zitadel.seed(20)
+    await store.add_targets("corp", ids)
+    proxy = PgProxy(db_url)
+    await proxy.start()
+    d = await start_daemon(proxy.url, zitadel.url, sync='error_retry = "1s"')
+    await wait_for(lambda: equals(store, "SELECT count(*) FROM syncd.users", 20), timeout=20)
+
+    await proxy.cut()
+    await wait_for(lambda: _not_ready(d), timeout=15)
+    status, body = await d.get("/readyz")
+    assert status == 503 and json.loads(body)["database"] is False
+    assert (await d.get("/healthz"))[0] == 200
+    # upstream changes while the database is away
+    zitadel.modify(ids[0])
+    await store.make_due("corp", None)
+    # the database stays away for 10 s, as during a restart (the fake keeps serving meanwhile)
+    outage_until = time.monotonic() + 10
+    await wait_for(lambda: time.monotonic() > outage_until, timeout=15, interval=0.2)
+    assert not await d.ready()
+    await proxy.restore()
+
+    await wait_for(d.ready, timeout=30)
+    await wait_for(
+        lambda: count(store, "SELECT count(*) FROM syncd.outbox WHERE type = 'user.updated'"), timeout=30
+    )
+    assert await count(store, "SELECT count(*) FROM syncd.outbox") == 21
+    assert d.proc.returncode is None
+    events = [e["event"] for e in d.logs()]
+    assert "daemon.not_ready" in events or "store.unavailable" in events
+    await proxy.cut()
+
+
+async def _not_ready(d: Daemon) -> bool:
+    return not await d.ready()
+
+
+async def test_metrics_move_and_health_endpoints_answer(store, zitadel, db_url, start_daemon):
+    ids = zitadel.seed(5)
+    await store.add_targets("corp", ids)
+    d = await start_daemon(db_url, zitadel.url)
+    await wait_for(lambda: equals(store, "SELECT count(*) FROM syncd.users", 5), timeout=20)
+
+    async def created_metric() -> bool:
+        _, text = await d.get("/metrics")
+        return 'syncd_users_total{outcome="created",provider="corp"} 5.0' in text
+
+    await wait_for(created_metric, timeout=10)
+    _, text = await d.get("/metrics")
+    assert 'syncd_events_total{provider="corp",type="user.created"} 5.0' in text
+    assert "syncd_fetch_seconds_bucket" in text
+    assert 'syncd_last_success_timestamp_seconds{provider="corp"}' in text
+    assert "syncd_targets_due" in text and "syncd_database_up 1.0" in text
+    status, body = await d.get("/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+
+
+async def test_sigterm_during_a_busy_sync_exits_0_in_grace_with_no_lease_left(
+    store, zitadel, db_url, start_daemon
+):
+    ids = zitadel.seed(3000)
+    zitadel.latency = 0.01
+    await store.add_targets("corp", ids)
+    d = await start_daemon(db_url, zitadel.url, daemon='shutdown_grace = "10s"')
+    await wait_for(lambda: count(store, "SELECT count(*) FROM syncd.users"), timeout=20)
+
+    started = time.monotonic()
+    d.proc.send_signal(signal.SIGTERM)
+    rc = await asyncio.wait_for(d.proc.wait(), 15)
+    assert rc == 0
+    assert time.monotonic() - started < 10
+    assert await count(store, "SELECT count(*) FROM syncd.targets WHERE leased_by IS NOT NULL") == 0
+    mirrored = await count(store, "SELECT count(*) FROM syncd.users")
+    assert 0 < mirrored < 3000
+    assert await count(store, "SELECT count(*) FROM syncd.outbox") == mirrored
+    assert "daemon.stopped" in [e["event"] for e in d.logs()]
+
+
+async def test_logs_of_a_full_run_never_contain_the_token(store, zitadel, db_url, start_daemon):
+    zitadel.token = "sEcReT-token-value-123456"
+    ids = zitadel.seed(5)
+    await store.add_targets("corp", [*ids, "404404"])
+    zitadel.inject("500", times=2)
+    d = await start_daemon(db_url, zitadel.url, env={TOKEN_ENV: zitadel.token})
+    await wait_for(lambda: equals(store, "SELECT count(*) FROM syncd.users", 5), timeout=20)
+    d.proc.send_signal(signal.SIGTERM)
+    await d.proc.wait()
+    text = d.log_path.read_text()
+    assert "daemon.started" in text and "sync.pass_finished" in text
+    assert zitadel.token not in text

@@ -1,0 +1,140 @@
+"""The schema comes only from sql/, applied idempotently and safely in parallel."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from syncd.store import Store, migrations, queries
+
+EXPECTED_COLUMNS = {
+    "users": {
+        "provider",
+        "user_id",
+        "username",
+        "display_name",
+        "given_name",
+        "family_name",
+        "email",
+        "email_verified",
+        "emails",
+        "phone",
+        "active",
+        "state",
+        "kind",
+        "locale",
+        "updated_at",
+        "source_version",
+        "raw",
+        "content_hash",
+        "first_seen_at",
+        "synced_at",
+        "changed_at",
+        "deleted_at",
+    },
+    "outbox": {"id", "aggregatetype", "aggregateid", "type", "payload", "created_at", "seq", "processed_at"},
+    "targets": {
+        "provider",
+        "user_id",
+        "added_at",
+        "next_sync_at",
+        "leased_by",
+        "lease_expires_at",
+        "attempts",
+        "last_synced_at",
+        "last_status",
+        "last_error",
+        "not_found_count",
+        "not_found_since",
+    },
+    "provider_state": {"provider", "paused_until", "pause_reason", "circuit", "updated_at"},
+    "sync_runs": {
+        "id",
+        "provider",
+        "trigger",
+        "replica",
+        "started_at",
+        "finished_at",
+        "status",
+        "fetched",
+        "created",
+        "updated",
+        "deleted",
+        "restored",
+        "unchanged",
+        "failed",
+        "not_found",
+        "held",
+        "error",
+    },
+}
+
+
+async def columns(conn: asyncpg.Connection) -> dict[str, set[str]]:
+    rows = await conn.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'syncd'"
+    )
+    out: dict[str, set[str]] = {}
+    for r in rows:
+        out.setdefault(r["table_name"], set()).add(r["column_name"])
+    return out
+
+
+async def test_applying_all_migrations_gives_the_schema_the_code_expects(empty_db_url):
+    store = await Store.connect(empty_db_url)
+    try:
+        applied = await store.migrate()
+        assert applied == [m.version for m in migrations()]
+        async with store.pool.acquire() as conn:
+            cols = await columns(conn)
+            for table, expected in EXPECTED_COLUMNS.items():
+                assert expected <= cols[table], table
+            # every named query at least parses against the schema
+            for name, sql in queries().items():
+                await conn.prepare(sql), name
+    finally:
+        await store.close()
+
+
+async def test_migrate_twice_is_a_no_op(empty_db_url):
+    store = await Store.connect(empty_db_url)
+    try:
+        assert await store.migrate()
+        assert await store.migrate() == []
+        assert await store.pending_migrations() == []
+    finally:
+        await store.close()
+
+
+async def test_two_migrations_at_once_apply_each_file_exactly_once(empty_db_url):
+    a = await Store.connect(empty_db_url)
+    b = await Store.connect(empty_db_url)
+    try:
+        ra, rb = await asyncio.gather(a.migrate(), b.migrate())
+        assert sorted(ra + rb) == [m.version for m in migrations()]
+        n = await a.pool.fetchval("SELECT count(*) FROM syncd.schema_migrations")
+        assert n == len(migrations())
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_reader_role_can_read_the_mirror_and_outbox_and_nothing_else(store):
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL ROLE syncd_reader")
+        await conn.fetch("SELECT * FROM syncd.users")
+        await conn.fetch("SELECT * FROM syncd.outbox")
+        try:
+            await conn.execute("SAVEPOINT s")
+            await conn.fetch("SELECT * FROM syncd.targets")
+            raise AssertionError("syncd_reader could read targets")
+        except asyncpg.InsufficientPrivilegeError:
+            await conn.execute("ROLLBACK TO SAVEPOINT s")
+        try:
+            await conn.execute(
+                "INSERT INTO syncd.outbox (id, aggregateid, type, payload) VALUES (gen_random_uuid(), 'x', 'y', '{}')"
+            )
+            raise AssertionError("syncd_reader could write the outbox")
+        except asyncpg.InsufficientPrivilegeError:
+            pass
