@@ -102,6 +102,8 @@ class ProviderBase(_Durations):
         "read_timeout",
         "retry_after_cap",
         "circuit_cooldown",
+        "backoff_base",
+        "backoff_cap",
     )
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     base_url: str
@@ -116,6 +118,9 @@ class ProviderBase(_Durations):
     connect_timeout: Seconds = 10.0
     read_timeout: Seconds = 30.0
     max_attempts: int = Field(default=5, ge=1, le=50)
+    #: exponential backoff with full jitter: attempt n waits up to min(cap, base * 2**n)
+    backoff_base: Seconds = 0.5
+    backoff_cap: Seconds = 30.0
     retry_after_cap: Seconds = 900.0
     circuit_failures: int = Field(default=20, ge=1)
     circuit_cooldown: Seconds = 30.0

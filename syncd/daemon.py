@@ -231,7 +231,7 @@ class Daemon:
         while not self.stopping.is_set():
             try:
                 async with self.store.listen("syncd_resync", self._on_resync) as conn:
-                    await conn.add_listener("syncd_provider_state", self._on_state)
+                    await self.engine.listen_for_peers()
                     lost = asyncio.Event()
                     conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                     backoff = 0.5
@@ -255,10 +255,6 @@ class Daemon:
         job = self.scheduler.get_job(f"sync:{payload}")
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC))
-
-    def _on_state(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
-        assert self.engine is not None
-        self.engine.apply_remote_pause(payload)
 
     async def _health_forever(self) -> None:
         while not self.stopping.is_set():

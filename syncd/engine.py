@@ -7,6 +7,7 @@ The daemon's scheduler, ``syncd resync`` and ``syncd demo`` all call
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -87,6 +88,8 @@ class ProviderRuntime:
     gate: Gate
     session: aiohttp.ClientSession
     ignore: tuple[str, ...]
+    #: the circuit state last written to provider_state (for `status`)
+    circuit_recorded: str = "closed"
 
     @property
     def name(self) -> str:
@@ -112,7 +115,12 @@ def open_runtime(config: ProviderBase) -> ProviderRuntime:
         session,
         gate,
         cls.make_auth(config),
-        policy=RetryPolicy(max_attempts=config.max_attempts, retry_after_cap=config.retry_after_cap),
+        policy=RetryPolicy(
+            max_attempts=config.max_attempts,
+            retry_after_cap=config.retry_after_cap,
+            backoff_base=config.backoff_base,
+            backoff_cap=config.backoff_cap,
+        ),
         error_detail=cls.error_detail,
         tracking_header=cls.tracking_header,
     )
@@ -155,17 +163,39 @@ class Engine:
         self.config = config
         self.replica = replica or config.daemon.replica or default_replica()
         self.runtimes: dict[str, ProviderRuntime] = {}
+        self._listener: contextlib.AsyncExitStack | None = None
 
     # -- lifecycle -----------------------------------------------------------------
-    async def start(self, names: Sequence[str] | None = None) -> None:
+    async def start(self, names: Sequence[str] | None = None, *, listen: bool = True) -> None:
         for pc in self.config.providers:
             if names is not None and pc.name not in names:
                 continue
             rt = open_runtime(pc)
             rt.gate.on_pause = self._share_pause(pc.name)
             self.runtimes[pc.name] = rt
+        if listen:
+            await self.listen_for_peers()
+
+    async def listen_for_peers(self) -> None:
+        """Hear other replicas' Retry-After pauses the moment they are recorded
+        (before each batch the pause is also read from provider_state)."""
+        if self._listener is not None:
+            await self._listener.aclose()
+        stack = contextlib.AsyncExitStack()
+        try:
+            await stack.enter_async_context(
+                self.store.listen("syncd_provider_state", self.apply_remote_pause)
+            )
+        except StoreUnavailable as exc:
+            log.warning("engine.listen_failed", error=str(exc))
+            await stack.aclose()
+            return
+        self._listener = stack
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.aclose()
+            self._listener = None
         for rt in self.runtimes.values():
             await rt.close()
         self.runtimes.clear()
@@ -269,6 +299,13 @@ class Engine:
         return report
 
     async def _finish(self, report: PassReport, bound: Any) -> None:
+        rt = self.runtimes.get(report.provider)
+        if rt is not None and rt.gate.circuit.state != rt.circuit_recorded:
+            try:
+                await self.store.execute("set_circuit", rt.name, rt.gate.circuit.state)
+                rt.circuit_recorded = rt.gate.circuit.state
+            except StoreUnavailable:
+                pass
         if report.status == "ok":
             metrics.LAST_SUCCESS.labels(report.provider).set_to_current_time()
         try:

@@ -11,6 +11,7 @@ JSON errors are translated here into ``syncd.errors``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -48,7 +49,9 @@ class Auth(Protocol):
 
     async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]: ...
 
-    def invalidate(self) -> None: ...
+    def invalidate(self, used: str | None = None) -> None:
+        """Forget the token; ``used`` is the Authorization value that was
+        refused (only that token is dropped, so concurrent 401s renew once)."""
 
 
 class BearerToken:
@@ -60,7 +63,7 @@ class BearerToken:
     async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
         return self._header
 
-    def invalidate(self) -> None:
+    def invalidate(self, used: str | None = None) -> None:
         pass
 
     def __repr__(self) -> str:  # never show the token
@@ -97,8 +100,9 @@ class TokenFlow:
                     log.info("auth.token_obtained", provider=self.provider, expires_in=expires_in)
         return {"Authorization": f"Bearer {self._token}"}
 
-    def invalidate(self) -> None:
-        self._token = None
+    def invalidate(self, used: str | None = None) -> None:
+        if used is None or used == f"Bearer {self._token}":
+            self._token = None
 
     async def post_token(
         self,
@@ -108,11 +112,15 @@ class TokenFlow:
         data: Mapping[str, str] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
-        auth: aiohttp.BasicAuth | None = None,
+        basic: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
-        """POST to a token endpoint; a refusal is an ``AuthError`` naming the provider."""
+        """POST to a token endpoint; a refusal is an ``AuthError`` naming the provider.
+        ``basic`` is ``(user, password)`` for HTTP Basic (RFC 7617)."""
+        headers = dict(headers or {})
+        if basic is not None:
+            headers["Authorization"] = basic_auth(*basic)
         try:
-            async with session.post(url, data=data, json=json, headers=headers, auth=auth) as resp:
+            async with session.post(url, data=data, json=json, headers=headers) as resp:
                 body = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -136,6 +144,11 @@ class TokenFlow:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(***)"
+
+
+def basic_auth(user: str, password: str) -> str:
+    """An RFC 7617 ``Authorization: Basic`` value (UTF-8 credentials)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 class CircuitBreaker:
@@ -339,13 +352,13 @@ class ProviderClient:
                     attempt += 1
                     if attempt >= self.policy.max_attempts:
                         raise
-                    await self.sleep(self.policy.backoff(attempt))
+                    await self._backoff(exc, attempt)
                 # with Retry-After the gate holds every request until retry_at
-            except AuthError:
+            except AuthError as exc:
                 if renewed or self.auth is None or not self.auth.renewable:
                     raise
                 renewed = True
-                self.auth.invalidate()
+                self.auth.invalidate(getattr(exc, "used_authorization", None))
                 log.info("auth.renewing", provider=self.provider)
             except TransientError as exc:
                 if isinstance(exc, CircuitOpen):
@@ -353,23 +366,28 @@ class ProviderClient:
                 attempt += 1
                 if attempt >= self.policy.max_attempts:
                     raise
-                delay = self.policy.backoff(attempt)
-                log.warning(
-                    "provider.retrying",
-                    provider=self.provider,
-                    error=str(exc),
-                    attempt=attempt,
-                    delay=round(delay, 3),
-                )
-                await self.sleep(delay)
+                await self._backoff(exc, attempt)
+
+    async def _backoff(self, exc: ProviderError, attempt: int) -> None:
+        delay = self.policy.backoff(attempt)
+        log.warning(
+            "provider.retrying",
+            provider=self.provider,
+            error=str(exc),
+            status=exc.status,
+            attempt=attempt,
+            delay=round(delay, 3),
+        )
+        await self.sleep(delay)
 
     async def _once(self, url: str, params: Mapping[str, str] | None) -> Any:
         headers = dict(self.default_headers)
-        if self.auth is not None:
-            headers.update(await self.auth.headers(self.session))
         await self.gate.acquire()
         started = time.monotonic()
         try:
+            # after the gate: a request that waited out a pause or a renewal uses the newest token
+            if self.auth is not None:
+                headers.update(await self.auth.headers(self.session))
             async with self.session.get(url, params=params, headers=headers) as resp:
                 body = await resp.read()
                 status = resp.status
@@ -381,7 +399,11 @@ class ProviderClient:
         finally:
             await self.gate.release()
             metrics.FETCH_SECONDS.labels(self.provider).observe(time.monotonic() - started)
-        return await self._interpret(status, resp_headers, body)
+        try:
+            return await self._interpret(status, resp_headers, body)
+        except AuthError as exc:
+            exc.used_authorization = headers.get("Authorization")
+            raise
 
     def _failed(self) -> None:
         if self.gate.circuit.failure():

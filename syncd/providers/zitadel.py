@@ -88,7 +88,7 @@ class ClientCredentials(TokenFlow):
             session,
             self.url,
             data={"grant_type": "client_credentials", "scope": self.scope},
-            auth=aiohttp.BasicAuth(self.client_id, self.secret),
+            basic=(self.client_id, self.secret),
         )
         return doc["access_token"], doc.get("expires_in")
 

@@ -1,0 +1,333 @@
+"""Fault injection: what an operator expects when a provider misbehaves.
+
+The fake provider records every request's arrival time and every
+Retry-After it announced, so the tests can prove that no request reached a
+paused provider before the instant it asked for."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from syncd.testing.fake import retry_after_date
+from tests.conftest import TOKEN_ENV, wait_for
+
+FAST = {"backoff_base": "10ms", "backoff_cap": "100ms", "read_timeout": "2s"}
+
+
+async def n_events(store, type_: str | None = None) -> int:
+    return await store.pool.fetchval(
+        "SELECT count(*) FROM syncd.outbox WHERE $1::text IS NULL OR type = $1", type_
+    )
+
+
+async def seeded(store, fake, make_config, engine_for, n=20, sync=None, **over):
+    ids = fake.seed(n)
+    engine = await engine_for(make_config(fake, sync=sync, **{**FAST, **over}))
+    await store.add_targets("zitadel", ids)
+    return ids, engine
+
+
+async def resync(engine, name="zitadel"):
+    await engine.store.make_due(name, None)
+    return await engine.sync(name, trigger="resync")
+
+
+@pytest.mark.parametrize("status", ["429", "503", "423"])
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_retry_after_pauses_the_whole_provider_until_that_instant(
+    store, zitadel, make_config, engine_for, status, form
+):
+    _, engine = await seeded(store, zitadel, make_config, engine_for, concurrency=4)
+    zitadel.inject(status, retry_after="1" if form == "seconds" else retry_after_date(2))
+
+    report = await engine.sync("zitadel")
+
+    assert report.counts["created"] == 20 and report.counts["failed"] == 0
+    assert await n_events(store) == 20
+    [announced] = zitadel.announcements
+    assert zitadel.early_requests() == []
+    assert max(r.at for r in zitadel.requests) >= announced.until - 0.001
+    pause = await store.get_pause("zitadel")
+    assert pause is not None  # recorded for every replica
+
+
+async def test_two_engines_sharing_a_database_both_honour_one_retry_after(
+    store, zitadel, make_config, engine_for
+):
+    ids = zitadel.seed(60)
+    cfg = make_config(zitadel, concurrency=2, sync={"batch_size": 10}, **FAST)
+    a = await engine_for(cfg, replica="a")
+    b = await engine_for(cfg, replica="b")
+    await store.add_targets("zitadel", ids)
+    zitadel.latency = 0.005
+    zitadel.inject("429", retry_after="1")
+
+    ra, rb = await asyncio.gather(a.sync("zitadel"), b.sync("zitadel"))
+
+    assert ra.counts["created"] + rb.counts["created"] == 60
+    assert await n_events(store) == 60
+    assert len(zitadel.announcements) == 1
+    assert zitadel.early_requests() == [], "a request reached the provider before its Retry-After"
+
+
+async def test_an_absurd_retry_after_is_capped_and_logged(store, zitadel, make_config, engine_for, logs):
+    _, engine = await seeded(store, zitadel, make_config, engine_for, n=3, retry_after_cap="1s")
+    zitadel.inject("429", retry_after="86400")
+    started = time.monotonic()
+    report = await engine.sync("zitadel")
+    assert report.counts["created"] == 3
+    assert time.monotonic() - started < 10
+    capped = [e for e in logs if e["event"] == "provider.retry_after_capped"]
+    assert capped and capped[0]["retry_after"] == "86400" and capped[0]["provider"] == "zitadel"
+
+
+@pytest.mark.parametrize(
+    ("kind", "kw"),
+    [
+        ("503", {}),
+        ("500", {}),
+        ("html", {}),
+        ("reset", {}),
+        ("slow", {"delay": 1.0}),
+    ],
+)
+async def test_transient_failures_are_retried_with_backoff_and_the_mirror_ends_correct(
+    store, zitadel, make_config, engine_for, logs, kind, kw
+):
+    _, engine = await seeded(
+        store, zitadel, make_config, engine_for, n=10, concurrency=2, read_timeout="300ms"
+    )
+    zitadel.inject(kind, times=2, **kw)
+
+    report = await engine.sync("zitadel")
+
+    assert report.counts["created"] == 10 and report.counts["failed"] == 0
+    assert await n_events(store) == 10
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.users") == 10
+    assert sum(1 for r in zitadel.requests if r.fault == kind) == 2
+    if kind != "reset":  # aiohttp itself retries a GET once on a dropped keep-alive connection
+        retries = [e for e in logs if e["event"] == "provider.retrying"]
+        assert len(retries) >= 1 and retries[0]["provider"] == "zitadel"
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "wrong_type", "missing_id"])
+async def test_a_malformed_answer_is_a_per_user_error_and_leaves_the_mirror_row_untouched(
+    store, zitadel, make_config, engine_for, logs, kind
+):
+    ids, engine = await seeded(store, zitadel, make_config, engine_for, n=5)
+    await engine.sync("zitadel")
+    before = await store.pool.fetchrow(
+        "SELECT *, xmin::text AS v FROM syncd.users WHERE user_id = $1", ids[2]
+    )
+    for uid in ids:
+        zitadel.modify(uid)
+    zitadel.inject(kind, times=None, only_path=ids[2])
+
+    report = await resync(engine)
+
+    assert report.counts["failed"] == 1 and report.counts["updated"] == 4
+    after = await store.pool.fetchrow("SELECT *, xmin::text AS v FROM syncd.users WHERE user_id = $1", ids[2])
+    assert after == before
+    target = await store.pool.fetchrow("SELECT * FROM syncd.targets WHERE user_id = $1", ids[2])
+    assert target["last_status"] == "error" and target["attempts"] == 1
+    assert target["last_error"]
+    [failed] = [e for e in logs if e["event"] == "user.fetch_failed"]
+    assert failed["user_id"] == ids[2] and failed["provider"] == "zitadel"
+    assert failed["error_type"] == "MalformedResponse"
+
+
+async def test_a_500_storm_opens_the_circuit_and_touches_nothing(
+    store, zitadel, make_config, engine_for, logs
+):
+    _, engine = await seeded(
+        store,
+        zitadel,
+        make_config,
+        engine_for,
+        n=40,
+        concurrency=2,
+        max_attempts=2,
+        circuit_failures=5,
+        circuit_cooldown="1h",
+        sync={"batch_size": 10},
+    )
+    await engine.sync("zitadel")
+    snapshot = await store.pool.fetch("SELECT *, xmin::text AS v FROM syncd.users ORDER BY user_id")
+    zitadel.inject("500", times=None)
+    zitadel.requests.clear()
+
+    report = await resync(engine)
+
+    assert report.status == "aborted" and "circuit open" in report.error
+    assert len(zitadel.requests) < 20  # it stopped sending instead of hammering
+    assert await store.pool.fetch("SELECT *, xmin::text AS v FROM syncd.users ORDER BY user_id") == snapshot
+    assert await n_events(store) == 40
+    assert (
+        await store.pool.fetchval("SELECT circuit FROM syncd.provider_state WHERE provider = 'zitadel'")
+        == "open"
+    )
+    assert any(e["event"] == "provider.circuit_open" for e in logs)
+    # still due: the next pass after the cool-down picks them up
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.targets WHERE next_sync_at <= now()") > 0
+
+
+async def test_circuit_probes_once_after_cooldown_and_resumes(store, zitadel, make_config, engine_for):
+    _, engine = await seeded(
+        store,
+        zitadel,
+        make_config,
+        engine_for,
+        n=10,
+        concurrency=1,
+        max_attempts=1,
+        circuit_failures=3,
+        circuit_cooldown="200ms",
+    )
+    zitadel.inject("500", times=3)
+    first = await engine.sync("zitadel")
+    assert first.status == "aborted" or first.counts["failed"] >= 3
+    gate = engine.runtime("zitadel").gate
+    await wait_for(lambda: gate.circuit.state == "half_open", timeout=5)
+    await store.make_due("zitadel", None)
+    second = await engine.sync("zitadel")
+    assert second.status == "ok"
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.users") == 10
+
+
+async def test_a_provider_down_for_the_whole_run_leaves_the_mirror_untouched(
+    store, zitadel, make_config, engine_for
+):
+    _, engine = await seeded(
+        store, zitadel, make_config, engine_for, n=10, max_attempts=2, circuit_failures=1000
+    )
+    await engine.sync("zitadel")
+    snapshot = await store.pool.fetch("SELECT *, xmin::text AS v FROM syncd.users ORDER BY user_id")
+    await zitadel.stop()  # connection refused from now on
+
+    report = await resync(engine)
+
+    assert report.counts["failed"] == 10 and report.counts["deleted"] == 0
+    assert await store.pool.fetch("SELECT *, xmin::text AS v FROM syncd.users ORDER BY user_id") == snapshot
+    assert await n_events(store) == 10
+    errors = await store.pool.fetch("SELECT last_error FROM syncd.targets")
+    assert all("request failed" in e["last_error"] for e in errors)
+
+
+async def test_a_mass_deletion_is_held_until_an_admin_approves(store, zitadel, make_config, engine_for, logs):
+    ids, engine = await seeded(
+        store,
+        zitadel,
+        make_config,
+        engine_for,
+        n=20,
+        sync={"max_delete_fraction": 0.1, "delete_confirmations": 1},
+    )
+    await engine.sync("zitadel")
+    for uid in ids[:5]:
+        del zitadel.users[uid]
+
+    report = await resync(engine)
+
+    assert report.counts["held"] == 5 and report.counts["deleted"] == 0
+    assert await n_events(store, "user.deleted") == 0
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.users WHERE deleted_at IS NOT NULL") == 0
+    held = await store.fetch("pending_deletions", "zitadel")
+    assert sorted(r["user_id"] for r in held) == sorted(ids[:5])
+    [err] = [e for e in logs if e["event"] == "sync.mass_deletion_held"]
+    assert err["would_delete"] == 5 and err["log_level"] == "error"
+
+    # one of them comes back before the admin looks: it must not be deleted
+    zitadel.users[ids[0]] = zitadel.dialect.make_user(0)
+    await resync(engine)
+    n = await engine.delete_users(
+        engine.runtime("zitadel"),
+        [
+            r["user_id"]
+            for r in await store.pool.fetch(
+                "SELECT user_id FROM syncd.targets WHERE user_id = ANY($1::text[]) AND not_found_count > 0",
+                ids[:5],
+            )
+        ],
+    )
+    assert n == 4
+    assert await n_events(store, "user.deleted") == 4
+
+
+async def test_a_small_deletion_below_the_guard_goes_through(store, zitadel, make_config, engine_for):
+    ids, engine = await seeded(
+        store, zitadel, make_config, engine_for, n=20, sync={"max_delete_fraction": 0.1}
+    )
+    await engine.sync("zitadel")
+    del zitadel.users[ids[0]], zitadel.users[ids[1]]
+    report = await resync(engine)
+    assert report.counts["deleted"] == 2 and report.counts["held"] == 0
+
+
+async def test_max_delete_count_holds_too(store, zitadel, make_config, engine_for):
+    ids, engine = await seeded(
+        store,
+        zitadel,
+        make_config,
+        engine_for,
+        n=20,
+        sync={"max_delete_fraction": 1.0, "max_delete_count": 1},
+    )
+    await engine.sync("zitadel")
+    del zitadel.users[ids[0]], zitadel.users[ids[1]]
+    report = await resync(engine)
+    assert report.counts["held"] == 2
+
+
+async def test_a_rejected_token_fails_the_pass_clearly_and_deletes_nothing(
+    store, zitadel, make_config, engine_for, logs, monkeypatch
+):
+    _, engine = await seeded(store, zitadel, make_config, engine_for, n=10)
+    await engine.sync("zitadel")
+    zitadel.token = "rotated"  # our token no longer works
+
+    report = await resync(engine)
+
+    assert report.status == "failed" and "credentials rejected" in report.error
+    assert await n_events(store) == 10
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.users WHERE deleted_at IS NOT NULL") == 0
+    assert any(e["event"] == "provider.auth_failed" for e in logs)
+
+
+async def test_an_expired_oauth_token_is_renewed_once_and_the_run_completes(
+    store, zitadel, make_config, engine_for, monkeypatch
+):
+    ids = zitadel.seed(30)
+    cfg = make_config(
+        zitadel,
+        token_env=None,
+        client_id="syncd-client",
+        client_secret_env=TOKEN_ENV,
+        concurrency=1,
+        sync={"batch_size": 10},
+        **FAST,
+    )
+    engine = await engine_for(cfg)
+    await store.add_targets("zitadel", ids)
+    await engine.sync("zitadel", max_batches=1)
+    zitadel.expire_tokens()
+
+    await engine.sync("zitadel")
+
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.users") == 30
+    token_calls = [r for r in zitadel.requests if r.path == "/oauth/v2/token"]
+    assert len(token_calls) == 2
+    assert sum(1 for r in zitadel.requests if r.status == 401) == 1
+
+
+async def test_max_rps_budget_is_respected(store, zitadel, make_config, engine_for):
+    """A token bucket: a burst of max_rps, then max_rps requests a second."""
+    _, engine = await seeded(store, zitadel, make_config, engine_for, n=60, concurrency=8, max_rps=40)
+    await engine.sync("zitadel")
+    arrivals = sorted(r.at for r in zitadel.requests)
+    after_burst = arrivals[40:]
+    rate = (len(after_burst) - 1) / (after_burst[-1] - after_burst[0])
+    assert rate <= 40 * 1.25
+    assert arrivals[-1] - arrivals[0] >= (60 - 40) / 40 * 0.9
