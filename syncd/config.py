@@ -114,7 +114,7 @@ class ProviderBase(_Durations):
     #: client-side budget of requests per second (token bucket); None = unlimited
     max_rps: float | None = Field(default=None, gt=0)
     #: halve concurrency on 429 and recover slowly (AIMD)
-    adaptive: bool = True
+    adaptive: bool = False
     connect_timeout: Seconds = 10.0
     read_timeout: Seconds = 30.0
     max_attempts: int = Field(default=5, ge=1, le=50)

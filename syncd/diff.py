@@ -50,5 +50,15 @@ def record_hash(doc: dict[str, Any], ignore: Iterable[str] = ()) -> str:
 
 
 def patch(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """RFC 6902 operations that turn ``before`` into ``after``."""
-    return jsonpatch.make_patch(before or {}, after or {}).patch
+    """RFC 6902 operations that turn ``before`` into ``after``.
+
+    A creation is one "add" of the whole document at the root (RFC 6902
+    §4.1, path "" per RFC 6901), a deletion one "remove" per top-level field,
+    both written directly (the hot path of a first sync); a real update is
+    diffed by jsonpatch. Record keys are our own field names, so they need
+    no RFC 6901 escaping."""
+    if not before:
+        return [{"op": "add", "path": "", "value": after}]
+    if not after:
+        return [{"op": "remove", "path": f"/{k}"} for k in before]
+    return jsonpatch.make_patch(before, after).patch

@@ -13,7 +13,7 @@ import random
 import socket
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -90,6 +90,7 @@ class ProviderRuntime:
     ignore: tuple[str, ...]
     #: the circuit state last written to provider_state (for `status`)
     circuit_recorded: str = "closed"
+    pause_checked: bool = False
 
     @property
     def name(self) -> str:
@@ -253,6 +254,7 @@ class Engine:
     ) -> PassReport:
         """Sync every due target of ``provider`` (or only ``only``) until none is due."""
         rt = self.runtime(provider)
+        rt.pause_checked = False
         report = PassReport(provider, trigger)
         report.run_id = await self.store.start_run(provider, trigger, self.replica)
         bound = log.bind(provider=provider, replica=self.replica, run_id=report.run_id)
@@ -327,7 +329,11 @@ class Engine:
         )
 
     async def _refresh_pause(self, rt: ProviderRuntime) -> None:
-        """Another replica may have paused the provider: read it before a batch."""
+        """Another replica may have paused the provider: read it before a batch
+        (once per pass when we LISTEN, since peers' pauses then arrive at once)."""
+        if self._listener is not None and rt.pause_checked:
+            return
+        rt.pause_checked = True
         until = await self.store.get_pause(rt.name)
         if until is not None and until > utcnow():
             rt.gate.apply_pause(until)
@@ -357,7 +363,9 @@ class Engine:
             log.warning("user.fetch_failed", provider=rt.name, user_id=user_id, error=str(err))
             return _Outcome(target, error=err)
         raw = strip_secrets(identity.raw, rt.config.redact_fields)
-        return _Outcome(target, identity=_with_raw(identity, raw, str(user_id)))
+        if raw is not identity.raw or identity.user_id != user_id:
+            identity = replace(identity, raw=raw, user_id=str(user_id))
+        return _Outcome(target, identity=identity)
 
     async def _diff(
         self,
@@ -444,9 +452,10 @@ class Engine:
                     "version": doc.get("source_version"),
                     "before": before,
                     "after": doc,
-                    "patch": patch(before, doc),
                     "observed_at": observed,
                 }
+                if before is not None:  # a creation's patch is added by the store
+                    payload["patch"] = patch(before, doc)
                 eid = event_id(rt.name, uid, kind, t["content_hash"], h, t["changed_at"])
                 changes.add(uid, eid, f"user.{kind}", payload, h)
                 counts[kind] += 1
@@ -573,12 +582,6 @@ class Engine:
             if progress is not None:
                 progress(len(targets))
         return report
-
-
-def _with_raw(identity: Identity, raw: Any, user_id: str) -> Identity:
-    from dataclasses import replace
-
-    return replace(identity, raw=raw, user_id=user_id)
 
 
 def _jitter(seconds: float) -> float:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -214,7 +215,7 @@ class Gate:
         self.limit = float(concurrency)
         self.adaptive = adaptive
         self.in_flight = 0
-        self._cond = asyncio.Condition()
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.paused_until: datetime | None = None
         self.max_rps = max_rps
         self._tokens = max_rps or 0.0
@@ -225,22 +226,37 @@ class Gate:
         self.on_pause: Callable[[datetime, str], Awaitable[None]] | None = None
 
     async def acquire(self) -> None:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.in_flight < max(1, int(self.limit)))
+        if self.in_flight < max(1, int(self.limit)) and not self._waiters:
             self.in_flight += 1
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter  # release() hands us its slot (in_flight already counted)
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._release_slot()
+                raise
         try:
             await self.wait_pause()
             if not self.circuit.admit():
                 raise CircuitOpen("circuit open: provider failing, not sending", provider=self.provider)
             await self._take_token()
         except BaseException:
-            await self.release()
+            self._release_slot()
             raise
 
     async def release(self) -> None:
-        async with self._cond:
-            self.in_flight -= 1
-            self._cond.notify_all()
+        self._release_slot()
+
+    def _release_slot(self) -> None:
+        """A FIFO hand-over of slots: O(1) per request, no thundering herd."""
+        self.in_flight -= 1
+        while self._waiters and self.in_flight < max(1, int(self.limit)):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
 
     async def wait_pause(self) -> None:
         while self.paused_until is not None:

@@ -52,6 +52,8 @@ WHERE provider = $1 AND user_id = ANY($2::text[]);
 -- name: apply_changes
 -- $1 provider, $2 user_id[], $3 event_id[], $4 event_type[], $5 payload jsonb[], $6 content_hash[]
 -- The mirror row is the event's payload.after (NULL after = a deletion).
+-- A payload sent without "patch" is a creation: its patch is built here, one
+-- RFC 6902 "add" of the whole document at the root (saves sending it twice).
 -- One statement, so atomic on its own: insert the events, then write the
 -- mirror rows of exactly the events that were inserted. An event id that
 -- already exists (a racing writer got there first) writes nothing.
@@ -61,7 +63,12 @@ WITH input AS (
         AS i(user_id, event_id, event_type, payload, content_hash)
 ), ev AS (
     INSERT INTO syncd.outbox (id, aggregatetype, aggregateid, type, payload)
-    SELECT event_id, 'user', $1 || ':' || user_id, event_type, payload FROM input
+    SELECT event_id, 'user', $1 || ':' || user_id, event_type,
+           CASE WHEN payload ? 'patch' THEN payload
+                ELSE payload || jsonb_build_object('patch', jsonb_build_array(
+                    jsonb_build_object('op', 'add', 'path', '', 'value', payload -> 'after')))
+           END
+    FROM input
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), written AS (

@@ -30,15 +30,29 @@ SECRET_KEYS = frozenset(
 
 
 def strip_secrets(doc: Any, extra: Iterable[str] = ()) -> Any:
-    """A copy of ``doc`` without any key named in ``SECRET_KEYS`` or ``extra``
-    (case-insensitive), at any depth."""
-    keys = SECRET_KEYS | {k.lower() for k in extra}
+    """``doc`` without any key named in ``SECRET_KEYS`` or ``extra``
+    (case-insensitive), at any depth. Parts with nothing to strip are shared,
+    not copied (most documents carry no secret: this runs for every fetch)."""
+    keys = SECRET_KEYS | {k.lower() for k in extra} if extra else SECRET_KEYS
     return _strip(doc, keys)
 
 
 def _strip(value: Any, keys: frozenset[str]) -> Any:
     if isinstance(value, dict):
-        return {k: _strip(v, keys) for k, v in value.items() if k.lower() not in keys}
+        out: dict[str, Any] | None = None
+        for k, v in value.items():
+            if k.lower() in keys:
+                if out is None:
+                    out = {k2: v2 for k2, v2 in value.items()}
+                del out[k]
+                continue
+            new = _strip(v, keys)
+            if new is not v:
+                if out is None:
+                    out = {k2: v2 for k2, v2 in value.items()}
+                out[k] = new
+        return value if out is None else out
     if isinstance(value, list):
-        return [_strip(v, keys) for v in value]
+        items = [_strip(v, keys) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import structlog
 
 from syncd import jsonutil
@@ -78,11 +79,21 @@ def migrations() -> list[Migration]:
     return [Migration(p.stem, p) for p in files]
 
 
+def _encode_jsonb(value: Any) -> bytes:
+    # binary jsonb is a version byte (1) and the JSON text; binary format also
+    # lets asyncpg send jsonb[] without a text array literal (10x faster)
+    return b"\x01" + orjson.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return orjson.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for typ in ("jsonb", "json"):
-        await conn.set_type_codec(
-            typ, schema="pg_catalog", encoder=jsonutil.dumps, decoder=jsonutil.loads, format="text"
-        )
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary"
+    )
+    await conn.set_type_codec("json", schema="pg_catalog", encoder=jsonutil.dumps, decoder=jsonutil.loads)
 
 
 def _translate(exc: BaseException) -> StoreUnavailable:

@@ -1,0 +1,1 @@
+"""syncd benchmarks (not part of the test run)."""

@@ -1,0 +1,67 @@
+"""Shared benchmark plumbing: a fake provider in its own process, a database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import sys
+from collections.abc import AsyncIterator
+
+import asyncpg
+
+from syncd import embedded
+
+
+@contextlib.asynccontextmanager
+async def fake_process(provider_type: str, users: int, *, record: bool = False) -> AsyncIterator[str]:
+    """``syncd.testing.serve`` in a child process: client and server don't share a loop."""
+    args = [sys.executable, "-m", "syncd.testing.serve", "--type", provider_type, "--users", str(users)]
+    if record:
+        args.append("--record")
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 300)).decode().strip()
+        if not line.startswith("READY "):
+            raise RuntimeError(f"fake provider did not start: {line!r}")
+        yield line.split(" ", 1)[1]
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(name: str = "syncd_bench") -> AsyncIterator[str]:
+    """``$SYNCD_DATABASE_URL`` when set, else the embedded PostgreSQL; a fresh database."""
+    admin_url = os.environ.get("SYNCD_DATABASE_URL")
+    server = None
+    if not admin_url:
+        server = await asyncio.to_thread(embedded.start, os.environ.get("SYNCD_STATE_DIR", ".syncd/bench"))
+        admin_url = embedded.url(server)
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(admin_url)
+    yield urlunsplit(parts._replace(path="/" + name))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return f"{os.cpu_count()} cores, {cpu}, Python {sys.version.split()[0]}"
