@@ -273,8 +273,9 @@ class Daemon:
                 self.schema_ok = not pending
                 if pending:
                     log.error("daemon.schema_not_current", pending=pending, hint="run `syncd migrate`")
-                for row in await self.store.fetch("due_counts"):
+                for row in await self.store.fetch("gauges", [p.name for p in self.cfg.providers]):
                     metrics.TARGETS_DUE.labels(row["provider"]).set(row["due"])
+                    metrics.PENDING_DELETIONS.labels(row["provider"]).set(row["held"])
             except StoreUnavailable:
                 self.db_ok = False
         if self.ready and not was:

@@ -259,7 +259,10 @@ class Engine:
         report.run_id = await self.store.start_run(provider, trigger, self.replica)
         bound = log.bind(provider=provider, replica=self.replica, run_id=report.run_id)
         deletions: list[tuple[Any, str]] = []
-        pending: asyncio.Task[None] | None = None
+        # Two batches in flight: while one finishes its slowest fetches and its
+        # write, the next is already leased and fetching, so the provider sees a
+        # steady stream instead of a gap at every batch boundary.
+        inflight: set[asyncio.Task[AuthError | None]] = set()
         batches = 0
         try:
             while not (stop and stop.is_set()) and (max_batches is None or batches < max_batches):
@@ -273,32 +276,55 @@ class Engine:
                 if not batch:
                     break
                 batches += 1
-                outcomes = await self._fetch_all(rt, batch)
-                if pending is not None:  # the previous batch's write overlapped this fetch
-                    await pending
-                auth_failure = next((o.error for o in outcomes if isinstance(o.error, AuthError)), None)
-                changes, done = await self._diff(rt, outcomes, report, deletions)
-                pending = asyncio.create_task(self._write(rt, changes, done, report))
-                if progress is not None:
-                    progress(len(batch))
-                if auth_failure is not None:
-                    report.status, report.error = "failed", f"credentials rejected: {auth_failure}"
-                    bound.error("provider.auth_failed", error=str(auth_failure))
+                inflight.add(asyncio.create_task(self._process(rt, batch, report, deletions, progress)))
+                if len(inflight) >= 2 and await self._settle(inflight, report, bound, asyncio.FIRST_COMPLETED):
                     break
-            if pending is not None:
-                await pending
-                pending = None
+            await self._settle(inflight, report, bound, asyncio.ALL_COMPLETED)
             if deletions:
                 await self._apply_deletions(rt, deletions, report)
         except BaseException as exc:
-            if pending is not None and not pending.done():
-                pending.cancel()
+            for task in inflight:
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
             report.status = "failed"
             report.error = f"{exc.__class__.__name__}: {exc}"
             await self._finish(report, bound)
             raise
         await self._finish(report, bound)
         return report
+
+    async def _process(
+        self,
+        rt: ProviderRuntime,
+        batch: Sequence[Any],
+        report: PassReport,
+        deletions: list[tuple[Any, str]],
+        progress: Callable[[int], None] | None,
+    ) -> AuthError | None:
+        """Fetch, diff and write one leased batch; returns an auth failure, if any."""
+        outcomes = await self._fetch_all(rt, batch)
+        changes, done = await self._diff(rt, outcomes, report, deletions)
+        await self._write(rt, changes, done, report)
+        if progress is not None:
+            progress(len(batch))
+        return next((o.error for o in outcomes if isinstance(o.error, AuthError)), None)
+
+    async def _settle(
+        self, inflight: set[asyncio.Task[AuthError | None]], report: PassReport, bound: Any, when: str
+    ) -> bool:
+        """Wait for in-flight batches; True if the pass must stop (credentials refused)."""
+        if not inflight:
+            return False
+        done, _ = await asyncio.wait(inflight, return_when=when)
+        stop = False
+        for task in done:
+            inflight.discard(task)
+            auth_failure = task.result()  # re-raises a batch's exception
+            if auth_failure is not None and report.status == "ok":
+                report.status, report.error = "failed", f"credentials rejected: {auth_failure}"
+                bound.error("provider.auth_failed", error=str(auth_failure))
+                stop = True
+        return stop
 
     async def _finish(self, report: PassReport, bound: Any) -> None:
         rt = self.runtimes.get(report.provider)
@@ -493,7 +519,6 @@ class Engine:
                 "deletion held by the mass-deletion guard: run `syncd deletions approve`",
             )
             report.counts["held"] += len(ids)
-            metrics.PENDING_DELETIONS.labels(rt.name).inc(len(ids))
             log.error(
                 "sync.mass_deletion_held",
                 provider=rt.name,

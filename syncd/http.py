@@ -364,11 +364,18 @@ class ProviderClient:
                 if rate_waits > self.policy.max_rate_limit_waits:
                     raise
                 if exc.retry_at is None:
-                    # no Retry-After: back off this request only
                     attempt += 1
                     if attempt >= self.policy.max_attempts:
                         raise
-                    await self._backoff(exc, attempt)
+                    if exc.status == 429:
+                        # a 429 without Retry-After (ZITADEL doesn't promise one) still
+                        # means "too fast": every worker of this process backs off
+                        delay = self.policy.backoff(attempt)
+                        self.gate.apply_pause(utcnow() + timedelta(seconds=delay))
+                        log.warning("provider.rate_limited", provider=self.provider, status=429,
+                                    retry_after=None, backoff=round(delay, 3))
+                    else:
+                        await self._backoff(exc, attempt)
                 # with Retry-After the gate holds every request until retry_at
             except AuthError as exc:
                 if renewed or self.auth is None or not self.auth.renewable:

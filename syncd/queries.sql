@@ -278,9 +278,13 @@ SELECT provider, user_id, username, display_name, email, active, state, kind,
 FROM syncd.users WHERE ($1::text IS NULL OR provider = $1)
 ORDER BY provider, user_id LIMIT $2;
 
--- name: due_counts
--- no parameters
-SELECT provider, count(*) AS due FROM syncd.targets WHERE next_sync_at <= now() GROUP BY provider;
+-- name: gauges
+-- $1 provider names
+-- Per provider, for /metrics: targets due now and deletions held for approval.
+SELECT p.provider,
+       (SELECT count(*) FROM syncd.targets t WHERE t.provider = p.provider AND t.next_sync_at <= now()) AS due,
+       (SELECT count(*) FROM syncd.pending_deletions d WHERE d.provider = p.provider) AS held
+FROM unnest($1::text[]) AS p(provider);
 
 -- name: set_target_status
 -- $1 provider, $2 user ids, $3 status, $4 error

@@ -331,3 +331,13 @@ async def test_max_rps_budget_is_respected(store, zitadel, make_config, engine_f
     rate = (len(after_burst) - 1) / (after_burst[-1] - after_burst[0])
     assert rate <= 40 * 1.25
     assert arrivals[-1] - arrivals[0] >= (60 - 40) / 40 * 0.9
+
+
+async def test_a_429_without_retry_after_backs_off_every_worker(store, zitadel, make_config, engine_for, logs):
+    """ZITADEL does not promise a Retry-After: a bare 429 still slows the whole provider."""
+    _, engine = await seeded(store, zitadel, make_config, engine_for, n=10, concurrency=4)
+    zitadel.inject("429", times=1)
+    report = await engine.sync("zitadel")
+    assert report.counts["created"] == 10 and report.counts["failed"] == 0
+    limited = [e for e in logs if e["event"] == "provider.rate_limited"]
+    assert limited and limited[0]["retry_after"] is None
