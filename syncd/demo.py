@@ -64,13 +64,13 @@ async def run_demo(state_dir: str = ".syncd/demo", users: int = 24) -> int:
                     f.modify(uid)
                 for uid in ids[-2:]:
                     del f.users[uid]
-                changed.append(f"{ptype}: changed {', '.join(ids[:3])}; deleted {', '.join(ids[-2:])}")
-            _print("   upstream: " + "\n   upstream: ".join(changed) + "\n")
+                changed.append(f"{ptype}: changed {ids[0]} and 2 more; deleted {ids[-1]} and 1 more")
+            _print("   upstream " + "\n   upstream ".join(changed) + "\n")
             await _pass(engine, fakes, "2. resync after upstream changes")
             await _pass(engine, fakes, "3. resync with nothing changed upstream")
 
-        rows = await store.fetch("mirror", None, 12)
-        _print("mirror (syncd.users, first 12 rows):")
+        rows = [r for ptype in fakes for r in await store.fetch("mirror", f"demo-{ptype}", 2)]
+        _print("mirror (syncd.users, 2 rows per provider):")
         _table(
             [
                 (

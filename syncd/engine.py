@@ -277,7 +277,9 @@ class Engine:
                     break
                 batches += 1
                 inflight.add(asyncio.create_task(self._process(rt, batch, report, deletions, progress)))
-                if len(inflight) >= 2 and await self._settle(inflight, report, bound, asyncio.FIRST_COMPLETED):
+                if len(inflight) >= 2 and await self._settle(
+                    inflight, report, bound, asyncio.FIRST_COMPLETED
+                ):
                     break
             await self._settle(inflight, report, bound, asyncio.ALL_COMPLETED)
             if deletions:

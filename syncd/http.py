@@ -372,8 +372,13 @@ class ProviderClient:
                         # means "too fast": every worker of this process backs off
                         delay = self.policy.backoff(attempt)
                         self.gate.apply_pause(utcnow() + timedelta(seconds=delay))
-                        log.warning("provider.rate_limited", provider=self.provider, status=429,
-                                    retry_after=None, backoff=round(delay, 3))
+                        log.warning(
+                            "provider.rate_limited",
+                            provider=self.provider,
+                            status=429,
+                            retry_after=None,
+                            backoff=round(delay, 3),
+                        )
                     else:
                         await self._backoff(exc, attempt)
                 # with Retry-After the gate holds every request until retry_at

@@ -3,35 +3,18 @@
 from __future__ import annotations
 
 from syncd.providers.base import Provider
+from syncd.providers.fortanix import FortanixProvider
+from syncd.providers.scim import ScimProvider
+from syncd.providers.wacht import WachtProvider
+from syncd.providers.webex import WebexProvider
 from syncd.providers.zitadel import ZitadelProvider
 
 REGISTRY: dict[str, type] = {
     "zitadel": ZitadelProvider,
+    "wacht": WachtProvider,
+    "fortanix": FortanixProvider,
+    "webex": WebexProvider,
+    "scim": ScimProvider,
 }
-
-try:  # the other adapters land module by module
-    from syncd.providers.wacht import WachtProvider
-
-    REGISTRY["wacht"] = WachtProvider
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from syncd.providers.fortanix import FortanixProvider
-
-    REGISTRY["fortanix"] = FortanixProvider
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from syncd.providers.webex import WebexProvider
-
-    REGISTRY["webex"] = WebexProvider
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from syncd.providers.scim import ScimProvider
-
-    REGISTRY["scim"] = ScimProvider
-except ImportError:  # pragma: no cover
-    pass
 
 __all__ = ["REGISTRY", "Provider"]

@@ -9,6 +9,7 @@ prove behaviour such as "no request before the Retry-After instant".
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 import socket
 import time
@@ -91,6 +92,8 @@ class FakeProvider:
     issued_tokens: set[str] = field(default_factory=set)
     token_lifetime: int = 3600
     latency: float = 0.0
+    #: headers added to every response (Webex's TrackingID)
+    response_headers: dict[str, str] = field(default_factory=dict)
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -172,12 +175,15 @@ class FakeProvider:
     def early_requests(self, grace: float = 0.05) -> list[RequestRecord]:
         """Requests that arrived after a Retry-After was announced (plus
         ``grace`` for requests already in flight) and before its instant."""
-        early = []
+        arrivals = sorted(self.requests, key=lambda r: r.at)
+        times = [r.at for r in arrivals]
+        early: dict[int, RequestRecord] = {}
         for a in self.announcements:
-            for r in self.requests:
-                if a.sent_at + grace < r.at < a.until - 0.001:
-                    early.append(r)
-        return early
+            lo = bisect.bisect_right(times, a.sent_at + grace)
+            hi = bisect.bisect_left(times, a.until - 0.001)
+            for i in range(lo, hi):
+                early[id(arrivals[i])] = arrivals[i]
+        return list(early.values())
 
     # -- HTTP --------------------------------------------------------------------
     @web.middleware
@@ -186,17 +192,17 @@ class FakeProvider:
         self.requests.append(record)
         if self.latency:
             await asyncio.sleep(self.latency)
-        fault = (
-            None
-            if request.path.endswith(("/token", "/access_token", "/auth"))
-            else self._next_fault(request.path)
+        control = request.path.startswith("/_fake/") or request.path.endswith(
+            ("/token", "/access_token", "/auth")
         )
+        fault = None if control else self._next_fault(request.path)
         if fault is not None:
             record.fault = fault.kind
             response = await self._apply_fault(fault, request, handler)
         else:
             response = await handler(request)
         record.status = response.status
+        response.headers.update(self.response_headers)
         return response
 
     async def _apply_fault(self, fault: Fault, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -1,0 +1,147 @@
+"""Fortanix DSM: ``GET {base_url}/sys/v1/users/{id}?with_groups=…``.
+
+Session auth: ``POST /sys/v1/session/auth`` with ``Authorization: Basic <app
+API key>`` (already base64, sent as is) or Basic ``email:password`` followed
+by ``POST /sys/v1/session/select_account``. App tokens expire after ~10
+minutes idle: the shared HTTP layer renews once on 401.
+
+| Fortanix field                          | record field                            |
+|-----------------------------------------|-----------------------------------------|
+| ``user_id``                             | ``user_id``                             |
+| ``user_email``                          | ``username``, ``email``, ``emails``     |
+| ``email_verified``                      | ``email_verified``                      |
+| ``first_name`` / ``last_name``          | ``given_name`` / ``family_name``, ``display_name`` |
+| ``account_role`` STATEENABLED / PENDINGINVITE | ``active``, ``state`` (enabled / pending_invite / disabled) |
+| ``created_at``, ``last_logged_in_at`` (compact ``%Y%m%dT%H%M%SZ``) | raw (``last_logged_in_at`` ignored for diffing by default: it moves on every login) |
+| roles in account_role, groups, explicit_groups, description, dependent_services, has_account, has_password, mfa_devices, u2f_devices, new_email, self_provisioned | kept in ``raw`` |
+
+No change marker and no ETag: the content is diffed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import aiohttp
+
+from syncd.config import FortanixConfig, read_secret
+from syncd.errors import AuthError, MalformedResponse, NotFound
+from syncd.http import ProviderClient, TokenFlow
+from syncd.identity import Email, Identity
+
+
+def normalize(doc: dict[str, Any]) -> Identity:
+    if not doc.get("user_id"):
+        raise MalformedResponse("Fortanix user has no user_id")
+    roles = [str(r) for r in doc.get("account_role") or ()]
+    if "STATEENABLED" in roles:
+        state, active = "enabled", True
+    elif "PENDINGINVITE" in roles:
+        state, active = "pending_invite", False
+    else:
+        state, active = "disabled", False
+    email = doc.get("user_email") or None
+    verified = doc.get("email_verified")
+    given, family = doc.get("first_name") or None, doc.get("last_name") or None
+    return Identity(
+        user_id=str(doc["user_id"]),
+        username=email,
+        display_name=" ".join(p for p in (given, family) if p) or None,
+        given_name=given,
+        family_name=family,
+        email=email,
+        email_verified=bool(verified) if verified is not None else None,
+        emails=(Email(value=email, primary=True, verified=verified),) if email else (),
+        active=active,
+        state=state,
+        kind="human",
+        raw=doc,
+    )
+
+
+def error_detail(body: bytes) -> str | None:
+    """Fortanix error bodies are plain text."""
+    text = body.decode("utf-8", "replace").strip()
+    return text[:300] or None
+
+
+class Session(TokenFlow):
+    """``/sys/v1/session/auth`` (+ ``select_account`` for a user session)."""
+
+    def __init__(self, config: FortanixConfig) -> None:
+        super().__init__(config.name)
+        self.base = config.base_url
+        self.api_key = read_secret(config, "api_key_env", "api_key_file")
+        self.email = config.email
+        self.password = read_secret(config, "password_env", "password_file") if config.email else None
+        self.account_id = config.account_id
+
+    async def obtain(self, session: aiohttp.ClientSession) -> tuple[str, float | None]:
+        url = f"{self.base}/sys/v1/session/auth"
+        if self.api_key:
+            doc = await self.post_token(session, url, headers={"Authorization": f"Basic {self.api_key}"})
+        else:
+            doc = await self.post_token(session, url, basic=(self.email or "", self.password or ""))
+        token = doc["access_token"]
+        if self.account_id and not self.api_key:
+            await self.post_token_select(session, token)
+        return token, doc.get("expires_in")
+
+    async def post_token_select(self, session: aiohttp.ClientSession, token: str) -> None:
+        async with session.post(
+            f"{self.base}/sys/v1/session/select_account",
+            json={"acct_id": self.account_id},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as resp:
+            if resp.status >= 400:
+                raise AuthError(
+                    "select_account refused",
+                    provider=self.provider,
+                    status=resp.status,
+                    detail=(await resp.text())[:200],
+                )
+
+
+def make_auth(config: FortanixConfig) -> Session:
+    return Session(config)
+
+
+class FortanixProvider:
+    type: ClassVar[str] = "fortanix"
+    default_ignore_fields: ClassVar[tuple[str, ...]] = ("last_logged_in_at",)
+    error_detail = staticmethod(error_detail)
+    tracking_header: ClassVar[str | None] = None
+    make_auth = staticmethod(make_auth)
+
+    def __init__(self, config: FortanixConfig, client: ProviderClient) -> None:
+        self.config = config
+        self.client = client
+
+    async def fetch(self, user_id: str) -> Identity:
+        doc = await self.client.get_json(
+            f"{self.config.base_url}/sys/v1/users/{user_id}", params={"with_groups": self.config.with_groups}
+        )
+        return normalize(doc)
+
+    async def check(self) -> None:
+        try:
+            await self.client.get_json(f"{self.config.base_url}/sys/v1/users", params={"limit": "1"})
+        except NotFound:
+            pass
+
+    async def list_ids(self) -> AsyncIterator[str]:
+        """``GET /sys/v1/users?limit=…&start=<last user_id>&sort=user_id:asc`` → a bare array."""
+        start = ""
+        while True:
+            params = {"limit": "100", "sort": "user_id:asc"}
+            if start:
+                params["start"] = start
+            page = await self.client.get_json(f"{self.config.base_url}/sys/v1/users", params=params)
+            ids = [str(u["user_id"]) for u in page if isinstance(u, dict) and u.get("user_id")]
+            for uid in ids:
+                if uid != start:
+                    yield uid
+            if len(page) < 100 or not ids or ids[-1] == start:
+                return
+            start = ids[-1]

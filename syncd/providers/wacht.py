@@ -1,0 +1,109 @@
+"""Wacht: ``GET {base_url}/scim/v2/{connection_id}/Users/{id}``, bearer (``scm_…``).
+
+Two body shapes are accepted (NOTES.md): the reference page's Wacht user and
+the standard SCIM 2 User the deployed handler answers (mapped by
+``syncd.providers.scim``). ``active: false`` is a disabled user (SCIM DELETE
+is a soft disable), never a deletion.
+
+| Wacht user field                                   | record field             |
+|----------------------------------------------------|--------------------------|
+| ``id``                                             | ``user_id``              |
+| ``username``                                       | ``username``             |
+| ``first_name`` / ``last_name``                     | ``given_name`` / ``family_name``, ``display_name`` |
+| ``primary_email_address.email`` / ``.verified``    | ``email`` / ``email_verified`` |
+| ``user_email_addresses`` (else ``email_addresses``) | ``emails`` (is_primary, verified) |
+| ``primary_phone_number.phone_number``              | ``phone``                |
+| (no state field: a listed user is active)          | ``active`` true, ``state`` "active" |
+| availability, has_profile_picture, profile_picture_url, primary_*_id, second_factor_policy, phone numbers, social_connections (minus tokens), authenticators (minus secrets), backup_codes_generated, has_password, has_passkeys, public_metadata, segments | kept in ``raw`` |
+
+Credential material in the body (``totp_secret``, ``otp_url``,
+``backup_codes``, social ``access_token``/``refresh_token``) is stripped by
+the engine before anything is hashed, stored, logged or emitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from syncd.config import WachtConfig, read_secret
+from syncd.errors import MalformedResponse
+from syncd.http import Auth, BearerToken, ProviderClient
+from syncd.identity import Email, Identity
+from syncd.jsonutil import loads
+from syncd.providers.scim import error_detail as scim_error_detail
+from syncd.providers.scim import list_scim_ids, probe, scim_fields
+
+
+def is_scim(doc: dict[str, Any]) -> bool:
+    return "schemas" in doc or "userName" in doc
+
+
+def normalize(doc: dict[str, Any]) -> Identity:
+    if is_scim(doc):
+        return Identity(**scim_fields(doc))
+    if not doc.get("id"):
+        raise MalformedResponse("Wacht user has no id")
+    primary = doc.get("primary_email_address") if isinstance(doc.get("primary_email_address"), dict) else {}
+    addresses = doc.get("user_email_addresses") or doc.get("email_addresses") or []
+    emails = tuple(
+        Email(value=str(a["email"]), primary=bool(a.get("is_primary")), verified=bool(a.get("verified")))
+        for a in addresses
+        if isinstance(a, dict) and a.get("email")
+    )
+    if not emails and primary.get("email"):
+        emails = (Email(value=primary["email"], primary=True, verified=bool(primary.get("verified"))),)
+    phone = doc.get("primary_phone_number") if isinstance(doc.get("primary_phone_number"), dict) else {}
+    given, family = doc.get("first_name") or None, doc.get("last_name") or None
+    return Identity(
+        user_id=str(doc["id"]),
+        username=doc.get("username") or None,
+        display_name=" ".join(p for p in (given, family) if p) or None,
+        given_name=given,
+        family_name=family,
+        email=primary.get("email") or None,
+        email_verified=bool(primary.get("verified")) if primary.get("email") else None,
+        emails=emails,
+        phone=phone.get("phone_number") or None,
+        active=True,
+        state="active",
+        kind="human",
+        raw=doc,
+    )
+
+
+def error_detail(body: bytes) -> str | None:
+    """``{"errors": [{"message", "code"}]}`` (reference page) or an RFC 7644 error."""
+    if not body.strip():
+        return None
+    doc = loads(body)
+    if isinstance(doc, dict) and isinstance(doc.get("errors"), list):
+        return "; ".join(str(e.get("message")) for e in doc["errors"] if isinstance(e, dict)) or None
+    return scim_error_detail(body)
+
+
+def make_auth(config: WachtConfig) -> Auth:
+    return BearerToken(read_secret(config, "token_env", "token_file") or "")
+
+
+class WachtProvider:
+    type: ClassVar[str] = "wacht"
+    default_ignore_fields: ClassVar[tuple[str, ...]] = ()
+    error_detail = staticmethod(error_detail)
+    tracking_header: ClassVar[str | None] = None
+    make_auth = staticmethod(make_auth)
+
+    def __init__(self, config: WachtConfig, client: ProviderClient) -> None:
+        self.config = config
+        self.client = client
+        self.users_url = f"{config.base_url}/scim/v2/{config.connection_id}/Users"
+
+    async def fetch(self, user_id: str) -> Identity:
+        return normalize(await self.client.get_json(f"{self.users_url}/{user_id}"))
+
+    async def check(self) -> None:
+        # ids are numeric: a list request proves the token without a 400
+        await probe(self.client, f"{self.users_url}?startIndex=1&count=1")
+
+    def list_ids(self) -> AsyncIterator[str]:
+        return list_scim_ids(self.client, self.users_url)

@@ -1,0 +1,185 @@
+"""The generic SCIM 2 dialect of the fake provider (RFC 7643/7644), and the
+Webex dialect built on it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from aiohttp import web
+
+from syncd import jsonutil
+from syncd.testing.fake import FakeProvider
+
+CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+CISCO = "urn:scim:schemas:extension:cisco:webexidentity:2.0:User"
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+SCIM_JSON = "application/scim+json"
+GIVEN = ["Jonathan", "Erina", "Joseph", "Lisa", "Jotaro", "Holly", "Josuke", "Giorno"]
+FAMILY = ["Joestar", "Pendleton", "Kujo", "Higashikata", "Giovanna", "Zeppeli"]
+
+
+def scim_user(n: int, base: str) -> dict[str, Any]:
+    given, family = GIVEN[n % len(GIVEN)], FAMILY[(n // len(GIVEN)) % len(FAMILY)]
+    uid = f"3426a8e3-d414-4bf0-a493-{n:012d}"
+    email = f"{given.lower()}.{family.lower()}{n}@example.com"
+    return {
+        "schemas": [CORE, ENTERPRISE],
+        "id": uid,
+        "externalId": f"ext-{n}",
+        "userName": email,
+        "active": n % 7 != 3,
+        "name": {"givenName": given, "familyName": family, "formatted": f"{given} {family}"},
+        "displayName": f"{given} {family}",
+        "emails": [
+            {"value": f"{given.lower()}{n}@home.example", "type": "home"},
+            {"value": email, "type": "work", "primary": True},
+        ],
+        "phoneNumbers": [{"value": f"+1 555 01{n % 100:02d}", "type": "work", "primary": True}],
+        "locale": "en_US",
+        "title": "Engineer",
+        ENTERPRISE: {"employeeNumber": str(1000 + n), "department": "R&D", "costCenter": "cc-7"},
+        "meta": {
+            "resourceType": "User",
+            "created": "2025-01-11T17:38:31.605Z",
+            "lastModified": "2026-01-11T17:38:31.605Z",
+            "version": f'W/"{7000 + n}"',
+            "location": f"{base}/Users/{uid}",
+        },
+    }
+
+
+def bump(doc: dict[str, Any], n: int) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    doc["displayName"] = doc["displayName"].split(" (")[0] + f" (v{n})"
+    meta = doc.setdefault("meta", {})
+    version = int(str(meta.get("version", 'W/"0"')).strip('W/"') or 0) + n
+    meta["version"] = f'W/"{version}"'
+    meta["lastModified"] = "2026-03-01T12:00:00.000Z"
+    return doc
+
+
+def scim_error(status: int, message: str, *, status_as_string: bool = True) -> tuple[bytes, str]:
+    body = {"schemas": [ERROR], "status": str(status) if status_as_string else status, "detail": message}
+    if status == 404:
+        body["scimType"] = "noTarget"
+    return jsonutil.dumps(body).encode(), SCIM_JSON
+
+
+def scim_routes(fake: FakeProvider, users_path: str) -> list[web.RouteDef]:
+    async def get_user(request: web.Request) -> web.Response:
+        if not fake.authorized(request):
+            return fake.error(401, "Authentication credentials were missing or incorrect.")
+        doc = fake.users.get(request.match_info["user_id"])
+        if doc is None:
+            return fake.error(404, "User not found")
+        return web.Response(body=jsonutil.dumps(doc), content_type=SCIM_JSON)
+
+    async def list_users(request: web.Request) -> web.Response:
+        if not fake.authorized(request):
+            return fake.error(401, "Authentication credentials were missing or incorrect.")
+        start = max(1, int(request.query.get("startIndex", "1")))
+        count = int(request.query.get("count", "100"))
+        ids = list(fake.users)
+        page = [fake.users[i] for i in ids[start - 1 : start - 1 + count]]
+        body = {
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+            "totalResults": len(ids),
+            "startIndex": start,
+            "itemsPerPage": len(page),
+            "Resources": page,
+        }
+        return web.Response(body=jsonutil.dumps(body), content_type=SCIM_JSON)
+
+    return [web.get(f"{users_path}/{{user_id}}", get_user), web.get(users_path, list_users)]
+
+
+class ScimDialect:
+    type = "scim"
+
+    def routes(self, fake: FakeProvider) -> list[web.RouteDef]:
+        return scim_routes(fake, "/Users")
+
+    def make_user(self, n: int) -> dict[str, Any]:
+        return scim_user(n, "https://scim.example")
+
+    def user_id(self, doc: dict[str, Any]) -> str:
+        return str(doc["id"])
+
+    def modify(self, doc: dict[str, Any], n: int = 1) -> dict[str, Any]:
+        return bump(doc, n)
+
+    def error_body(self, status: int, message: str) -> tuple[bytes, str]:
+        return scim_error(status, message)
+
+    def provider_config(self, name: str, base_url: str, token_env: str) -> dict[str, Any]:
+        return {"name": name, "type": "scim", "base_url": base_url, "token_env": token_env}
+
+
+class WebexDialect:
+    """Webex Identity SCIM: core + enterprise + Cisco extension, Webex errors,
+    ``TrackingID`` headers and the refresh-token endpoint."""
+
+    type = "webex"
+    org_id = "0ae87ade-8c8a-4952-af08-318798958d0c"
+
+    def routes(self, fake: FakeProvider) -> list[web.RouteDef]:
+        async def access_token(request: web.Request) -> web.Response:
+            form = await request.post()
+            if form.get("grant_type") != "refresh_token" or form.get("client_secret") != fake.token:
+                body = {
+                    "message": "Invalid client credentials",
+                    "errors": [{"description": "bad client"}],
+                    "trackingId": "FAKE_TRACKING",
+                }
+                return web.json_response(body, status=400)
+            return web.json_response(
+                {
+                    "access_token": fake.issue_token(),
+                    "expires_in": fake.token_lifetime,
+                    "refresh_token": form.get("refresh_token"),
+                    "refresh_token_expires_in": 7776000,
+                }
+            )
+
+        routes = scim_routes(fake, f"/identity/scim/{self.org_id}/v2/Users")
+        return [*routes, web.post("/v1/access_token", access_token)]
+
+    def make_user(self, n: int) -> dict[str, Any]:
+        doc = scim_user(n, f"https://webexapis.example/identity/scim/{self.org_id}/v2")
+        doc["schemas"] = [CORE, CISCO, ENTERPRISE]
+        doc["userType"] = "user"
+        doc[ENTERPRISE]["manager"] = {"value": "b5717a4a-0169-43b2-ac3c-db20ba4e72cd", "displayName": "Admin"}
+        # Webex answers accountStatus as an array in some answers, a string in others
+        doc[CISCO] = {
+            "accountStatus": ["active"] if n % 2 else "active",
+            "sipAddresses": [
+                {"value": f"user{n}@example.calls.webex.com", "type": "enterprise", "primary": True}
+            ],
+            "meta": {"organizationId": self.org_id},
+        }
+        return doc
+
+    def user_id(self, doc: dict[str, Any]) -> str:
+        return str(doc["id"])
+
+    def modify(self, doc: dict[str, Any], n: int = 1) -> dict[str, Any]:
+        return bump(doc, n)
+
+    def error_body(self, status: int, message: str) -> tuple[bytes, str]:
+        if status == 429:
+            return b"", "application/json"  # Webex's 429 may have no body at all
+        if status == 404:
+            return scim_error(status, message)
+        body = {"message": message, "errors": [{"description": message}], "trackingId": "ROUTER_FAKE"}
+        return jsonutil.dumps(body).encode(), "application/json"
+
+    def provider_config(self, name: str, base_url: str, token_env: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "type": "webex",
+            "base_url": base_url,
+            "token_env": token_env,
+            "org_id": self.org_id,
+        }
