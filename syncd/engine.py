@@ -374,7 +374,8 @@ class Engine:
         try:
             identity = await rt.adapter.fetch(user_id)
         except ProviderError as exc:
-            if not isinstance(exc, NotFound):
+            # a 404 is an outcome, and a refused token is logged once per pass
+            if not isinstance(exc, NotFound | AuthError):
                 exc.provider = exc.provider or rt.name
                 log.warning(
                     "user.fetch_failed",

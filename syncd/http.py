@@ -78,12 +78,15 @@ class TokenFlow:
     renewable = True
     #: renew this many seconds before the token expires
     skew = 30.0
+    #: after the token endpoint refused our credentials, fail without asking again for this long
+    refusal_ttl = 30.0
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
         self._token: str | None = None
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
+        self._refused: tuple[float, AuthError] | None = None
 
     async def obtain(self, session: aiohttp.ClientSession) -> tuple[str, float | None]:
         """Return ``(access_token, expires_in_seconds)``."""
@@ -92,8 +95,16 @@ class TokenFlow:
     async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
         if self._token is None or time.monotonic() >= self._expires_at:
             async with self._lock:
+                if self._refused is not None and time.monotonic() - self._refused[0] < self.refusal_ttl:
+                    # the endpoint just refused our credentials: fail fast, don't storm it
+                    raise self._refused[1]
                 if self._token is None or time.monotonic() >= self._expires_at:
-                    token, expires_in = await self.obtain(session)
+                    try:
+                        token, expires_in = await self.obtain(session)
+                    except AuthError as exc:
+                        self._refused = (time.monotonic(), exc)
+                        raise
+                    self._refused = None
                     ttl = float(expires_in) if expires_in else 3600.0
                     self._token = token
                     register_secret(token)

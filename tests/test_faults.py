@@ -333,7 +333,9 @@ async def test_max_rps_budget_is_respected(store, zitadel, make_config, engine_f
     assert arrivals[-1] - arrivals[0] >= (60 - 40) / 40 * 0.9
 
 
-async def test_a_429_without_retry_after_backs_off_every_worker(store, zitadel, make_config, engine_for, logs):
+async def test_a_429_without_retry_after_backs_off_every_worker(
+    store, zitadel, make_config, engine_for, logs
+):
     """ZITADEL does not promise a Retry-After: a bare 429 still slows the whole provider."""
     _, engine = await seeded(store, zitadel, make_config, engine_for, n=10, concurrency=4)
     zitadel.inject("429", times=1)

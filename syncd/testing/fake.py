@@ -61,6 +61,9 @@ class Fault:
     delay: float = 0.0
     status: int | None = None
     only_path: str | None = None
+    #: ``body`` faults: answer 200 with exactly these bytes
+    body: bytes = b""
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -146,6 +149,7 @@ class FakeProvider:
         (connection dropped), ``truncated`` (half a JSON body), ``html`` (an
         HTML error page with 502), ``garbage`` (200 with invalid JSON),
         ``wrong_type`` (200 text/plain), ``missing_id`` (200 without the id),
+        ``body`` (200 with the given ``body`` bytes),
         ``401``. ``times`` (None = forever) or ``probability`` say how often."""
         fault = Fault(kind=kind, **kw)
         self.faults.append(fault)
@@ -226,6 +230,8 @@ class FakeProvider:
                 return web.Response(body=b"OK", content_type="text/plain")
             doc = jsonutil.loads(body)
             return web.json_response(_drop_ids(doc), dumps=jsonutil.dumps)
+        if kind == "body":
+            return web.Response(body=fault.body, content_type=fault.content_type)
         if kind == "html":
             return web.Response(
                 status=fault.status or 502,
