@@ -22,7 +22,7 @@ import structlog
 
 from syncd import metrics
 from syncd.config import Config, ProviderBase
-from syncd.diff import patch, record_hash
+from syncd.diff import identity_hash, patch
 from syncd.errors import (
     AuthError,
     CircuitOpen,
@@ -33,7 +33,6 @@ from syncd.errors import (
 from syncd.http import Gate, ProviderClient, RetryPolicy, make_session
 from syncd.identity import Identity
 from syncd.providers import REGISTRY
-from syncd.redact import strip_secrets
 from syncd.store import RUN_COUNTS, ChangeSet, Store, TargetUpdates
 from syncd.timeutil import utcnow
 
@@ -124,6 +123,7 @@ def open_runtime(config: ProviderBase) -> ProviderRuntime:
         ),
         error_detail=cls.error_detail,
         tracking_header=cls.tracking_header,
+        redact_fields=config.redact_fields,
     )
     ignore = config.ignore_fields if config.ignore_fields is not None else cls.default_ignore_fields
     return ProviderRuntime(config, cls(config, client), client, gate, session, tuple(ignore))
@@ -391,9 +391,8 @@ class Engine:
             err = ProviderError(f"asked for user {user_id!r}, got {identity.user_id!r}", provider=rt.name)
             log.warning("user.fetch_failed", provider=rt.name, user_id=user_id, error=str(err))
             return _Outcome(target, error=err)
-        raw = strip_secrets(identity.raw, rt.config.redact_fields)
-        if raw is not identity.raw or identity.user_id != user_id:
-            identity = replace(identity, raw=raw, user_id=str(user_id))
+        if identity.user_id != user_id:
+            identity = replace(identity, user_id=str(user_id))
         return _Outcome(target, identity=identity)
 
     async def _diff(
@@ -413,8 +412,7 @@ class Engine:
             uid = t["user_id"]
             if o.identity is not None:
                 counts["fetched"] += 1
-                doc = o.identity.to_doc()
-                h = record_hash(doc, rt.ignore)
+                h = identity_hash(o.identity, rt.ignore)
                 if t["content_hash"] == h and t["deleted_at"] is None:
                     counts["unchanged"] += 1
                     done.add(uid, "unchanged", next_in=_jitter(cfg.interval))
@@ -422,7 +420,7 @@ class Engine:
                 kind = (
                     "created" if t["content_hash"] is None else "restored" if t["deleted_at"] else "updated"
                 )
-                changed.append((t, doc, h, kind))
+                changed.append((t, o.identity.to_doc(), h, kind))
                 done.add(uid, kind, next_in=_jitter(cfg.interval))
             elif isinstance(o.error, NotFound):
                 counts["not_found"] += 1
@@ -468,6 +466,7 @@ class Engine:
                 rt.name, [t["user_id"] for t, _, _, kind in changed if kind != "created"]
             )
             observed = now.isoformat()
+            rehash: list[tuple[str, str]] = []
             for t, doc, h, kind in changed:
                 uid = t["user_id"]
                 row = before_rows.get(uid)
@@ -485,9 +484,15 @@ class Engine:
                 }
                 if before is not None:  # a creation's patch is added by the store
                     payload["patch"] = patch(before, doc)
+                if kind == "updated" and not payload["patch"]:
+                    rehash.append((uid, h))  # same record, new hash definition (ignore_fields edited)
+                    counts["unchanged"] += 1
+                    continue
                 eid = event_id(rt.name, uid, kind, t["content_hash"], h, t["changed_at"])
                 changes.add(uid, eid, f"user.{kind}", payload, h)
                 counts[kind] += 1
+            if rehash:
+                await self.store.execute("rehash", rt.name, [u for u, _ in rehash], [h for _, h in rehash])
         return changes, done
 
     async def _write(
@@ -593,7 +598,7 @@ class Engine:
                     if (
                         row is not None
                         and row["deleted_at"] is None
-                        and row["content_hash"] == record_hash(doc, rt.ignore)
+                        and row["content_hash"] == identity_hash(o.identity, rt.ignore)
                     ):
                         report.counts["unchanged"] += 1
                         continue

@@ -15,7 +15,7 @@ import base64
 import collections
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -34,6 +34,7 @@ from syncd.errors import (
     TransientError,
 )
 from syncd.logs import register_secret
+from syncd.redact import may_hold_secrets, secret_markers, strip_secrets
 from syncd.timeutil import parse_retry_after, utcnow
 
 log = structlog.get_logger("syncd.http")
@@ -344,6 +345,7 @@ class ProviderClient:
         error_detail: ErrorDetail | None = None,
         tracking_header: str | None = None,
         default_headers: Mapping[str, str] | None = None,
+        redact_fields: Sequence[str] = (),
     ) -> None:
         self.provider = provider
         self.session = session
@@ -353,6 +355,8 @@ class ProviderClient:
         self.error_detail = error_detail or (lambda body: None)
         self.tracking_header = tracking_header
         self.default_headers = dict(default_headers or {})
+        self.redact_fields = tuple(redact_fields)
+        self.secret_markers = secret_markers(self.redact_fields)
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def get_json(self, url: str, *, params: Mapping[str, str] | None = None) -> Any:
@@ -467,7 +471,12 @@ class ProviderClient:
                     **common,
                     detail=body[:120].decode("utf-8", "replace"),
                 )
-            return jsonutil.parse_body(body, provider=self.provider, status=status)
+            doc = jsonutil.parse_body(body, provider=self.provider, status=status)
+            # credential material never leaves the HTTP layer (Wacht puts TOTP
+            # secrets and OAuth tokens in the user document)
+            if may_hold_secrets(body, self.secret_markers):
+                doc = strip_secrets(doc, self.redact_fields)
+            return doc
         detail = self._detail(body)
         retry_after = headers.get("Retry-After")
         if status in RATE_LIMIT_STATUSES or (retry_after and status >= 500):

@@ -304,3 +304,11 @@ SELECT 1 FROM syncd.targets
 WHERE provider = $1 AND next_sync_at <= now()
   AND (lease_expires_at IS NULL OR lease_expires_at < now())
 LIMIT 1;
+
+-- name: rehash
+-- $1 provider, $2 user ids, $3 content hashes
+-- The record is the same but its hash changed (ignore_fields was edited):
+-- store the new hash; nothing changed, so no event.
+UPDATE syncd.users u SET content_hash = i.h
+FROM unnest($2::text[], $3::text[]) AS i(user_id, h)
+WHERE u.provider = $1 AND u.user_id = i.user_id;

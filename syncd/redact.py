@@ -56,3 +56,17 @@ def _strip(value: Any, keys: frozenset[str]) -> Any:
         items = [_strip(v, keys) for v in value]
         return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
+
+
+def secret_markers(extra: Iterable[str] = ()) -> tuple[bytes, ...]:
+    """Byte patterns that a JSON body must contain (lowercased) for
+    ``strip_secrets`` to have anything to do: ``"<key>":``."""
+    keys = SECRET_KEYS | {k.lower() for k in extra}
+    return tuple(f'"{k}":'.encode() for k in sorted(keys))
+
+
+def may_hold_secrets(body: bytes, markers: tuple[bytes, ...]) -> bool:
+    """A cheap test on the raw body, so the document walk only runs for bodies
+    that name a secret key (an escaped quote in a string value can't match)."""
+    lowered = body.lower().replace(b'" :', b'":').replace(b'"\t:', b'":')
+    return any(m in lowered for m in markers)

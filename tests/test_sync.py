@@ -315,3 +315,19 @@ async def test_a_user_404_once_then_back_is_never_deleted(store, zitadel, make_c
     report = await sync_all(engine)
     assert report.counts["deleted"] == 0
     assert await events(store, "user.deleted") == []
+
+
+async def test_editing_ignore_fields_later_emits_no_event_wave(store, zitadel, make_config, engine_for):
+    """Changing ignore_fields changes every hash, not any user: no events."""
+    ids = zitadel.seed(5)
+    first = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ids)
+    await first.sync("zitadel")
+    second = await engine_for(make_config(zitadel, ignore_fields=["user.loginNames"]))
+    await store.make_due("zitadel", None)
+    report = await second.sync("zitadel")
+    assert report.counts["unchanged"] == 5 and report.counts["updated"] == 0
+    assert len(await events(store)) == 5
+    await store.make_due("zitadel", None)
+    report = await second.sync("zitadel")  # and the new hashes stick
+    assert report.counts["unchanged"] == 5
