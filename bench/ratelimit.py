@@ -79,6 +79,8 @@ async def load_test(users: int, concurrency: int, rate: float) -> None:
             f"(ratio {elapsed / ideal:.2f})"
         )
         print(f"requests that arrived before a Retry-After instant: {stats['early_requests']}")
+        if stats["early_requests"]:
+            print(f"  ms after the 429 was sent (sample): {stats['early_after_announcement_ms']}")
 
 
 def main() -> int:

@@ -29,7 +29,7 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
 async def open_store(cfg: Config, *, migrate: bool = False) -> AsyncIterator[Store]:
     """Connect to the configured database, or start the embedded one."""
     server = None
-    url = cfg.database.url
+    url = cfg.database.resolved_url()
     if not url:
         server = await asyncio.to_thread(embedded.start, cfg.state_dir)
         url = embedded.url(server)

@@ -62,8 +62,20 @@ class _Durations(_Model):
 
 class DatabaseConfig(_Model):
     url: str | None = None
+    #: a file holding the URL (systemd LoadCredential=, a mounted Secret)
+    url_file: str | None = None
     pool_min: int = Field(default=1, ge=0)
     pool_max: int = Field(default=10, ge=1)
+
+    def resolved_url(self) -> str | None:
+        """The URL, reading ``url_file`` if that is how it was given."""
+        if self.url or not self.url_file:
+            return self.url
+        path = Path(os.path.expandvars(os.path.expanduser(self.url_file)))
+        try:
+            return _remember(path.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise ConfigError(f"[database] url_file {str(path)!r}: {exc.strerror}") from exc
 
 
 class SyncConfig(_Durations):

@@ -120,7 +120,7 @@ class Daemon:
 
     async def _connect(self, stack: contextlib.AsyncExitStack) -> None:
         """Connect (or start the embedded database), retrying until it answers."""
-        url = self.cfg.database.url
+        url = self.cfg.database.resolved_url()
         if not url:
             self._embedded = await asyncio.to_thread(embedded.start, self.cfg.state_dir)
             url = embedded.url(self._embedded)

@@ -86,6 +86,17 @@ def control_routes(fake: FakeProvider, users: LazyUsers) -> list[web.RouteDef]:
                 "rate_limited": sum(1 for r in fake.requests if r.status == 429),
                 "announcements": len(fake.announcements),
                 "early_requests": len(fake.early_requests()),
+                "early_after_announcement_ms": sorted(
+                    round(
+                        min(
+                            (r.at - a.sent_at) * 1000
+                            for a in fake.announcements
+                            if a.sent_at <= r.at < a.until
+                        ),
+                        1,
+                    )
+                    for r in fake.early_requests()
+                )[:: max(1, len(fake.early_requests()) // 20)],
             }
         )
 
