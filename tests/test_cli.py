@@ -158,3 +158,56 @@ async def test_demo_runs_twice_on_a_fresh_state_dir_and_shows_every_event_type(t
         assert rc == 0, err
         assert "user.created=" in out and "user.updated=" in out and "user.deleted=" in out
         assert "resync with nothing changed upstream" in out
+
+
+async def test_outbox_claim_marks_events_processed_and_prune_removes_old_ones(
+    tmp_path, store, zitadel, db_url
+):
+    ids = zitadel.seed(5)
+    cfg = write_config(tmp_path, db_url, zitadel.url, extra="user_ids = " + json.dumps(ids))
+    assert (await syncd("resync", "--all", "--config", cfg))[0] == 0
+
+    rc, out, _ = await syncd("outbox", "claim", "--limit", "3", "--peek", "--config", cfg)
+    assert rc == 0 and len(out.splitlines()) == 3
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.outbox WHERE processed_at IS NULL") == 5
+
+    rc, out, _ = await syncd("outbox", "claim", "--limit", "3", "--config", cfg)
+    claimed = [json.loads(line) for line in out.splitlines()]
+    assert rc == 0 and [c["type"] for c in claimed] == ["user.created"] * 3
+    assert claimed[0]["aggregateid"].startswith("corp:") and claimed[0]["payload"]["after"]
+    rc, out, _ = await syncd("outbox", "claim", "--limit", "10", "--config", cfg)
+    assert len(out.splitlines()) == 2  # only the ones not yet processed
+
+    await store.pool.execute("UPDATE syncd.outbox SET created_at = now() - interval '8 days'")
+    rc, out, _ = await syncd("outbox", "prune", "--older-than", "7d", "--config", cfg)
+    assert rc == 0 and "pruned 5 event(s)" in out
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.outbox") == 0
+
+
+async def test_held_deletions_can_be_listed_approved_and_rejected(tmp_path, store, zitadel, db_url):
+    ids = zitadel.seed(10)
+    path = write_config(tmp_path, db_url, zitadel.url, extra="user_ids = " + json.dumps(ids))
+    Path(path).write_text(
+        Path(path).read_text().replace("max_delete_fraction = 1.0", "max_delete_fraction = 0.1")
+    )
+    assert (await syncd("resync", "--all", "--config", path))[0] == 0
+    for uid in ids[:4]:
+        del zitadel.users[uid]
+    rc, out, _ = await syncd("resync", "--all", "--config", path)
+    assert "held 4" in out
+    rc, out, _ = await syncd("status", "--config", path)
+    assert "HELD-DEL" in out
+
+    rc, out, _ = await syncd("deletions", "list", "--provider", "corp", "--config", path)
+    assert rc == 0 and all(uid in out for uid in ids[:4])
+    rc, out, _ = await syncd("deletions", "approve", "--provider", "corp", "--config", path)
+    assert rc == 0 and "4 user(s) deleted" in out
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.outbox WHERE type = 'user.deleted'") == 4
+
+    for uid in ids[4:8]:
+        del zitadel.users[uid]
+    await syncd("resync", "--all", "--config", path)
+    rc, out, _ = await syncd("deletions", "reject", "--provider", "corp", "--config", path)
+    assert rc == 0 and "rejected" in out
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.users WHERE deleted_at IS NULL") == 6
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.pending_deletions") == 0
