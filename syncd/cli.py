@@ -93,7 +93,7 @@ async def cmd_resync(cfg: Config, args: argparse.Namespace) -> int:
         if args.enqueue:
             for name in names:
                 n = await store.make_due(name, only)
-                await store.pool.execute("SELECT pg_notify('syncd_resync', $1)", name)
+                await store.fetch("notify_resync", name)
                 print(f"{name}: {n} target(s) marked due; running daemons will sync them now")
             return EXIT_OK
         failed = False
@@ -117,11 +117,7 @@ async def cmd_resync(cfg: Config, args: argparse.Namespace) -> int:
 async def _with_progress(fn: Any, name: str, only: Sequence[str] | None, store: Store, **kw: Any) -> Any:
     from tqdm import tqdm
 
-    total = (
-        len(only)
-        if only
-        else await store.pool.fetchval("SELECT count(*) FROM syncd.targets WHERE provider = $1", name)
-    )
+    total = len(only) if only else (await store.fetch("count_targets", name))[0]["n"]
     with tqdm(total=total, desc=name, unit="user", disable=None, file=sys.stderr, leave=False) as bar:
         return await fn(name, only=only, progress=bar.update, **kw)
 
@@ -308,15 +304,7 @@ async def cmd_deletions(cfg: Config, args: argparse.Namespace) -> int:
             print(f"{args.provider}: {len(ids)} held deletion(s) rejected; those users stay in the mirror")
             return EXIT_OK
         # approve: only users that still answer 404 (a user who came back is not deleted)
-        still_gone = [
-            r["user_id"]
-            for r in await store.pool.fetch(
-                "SELECT user_id FROM syncd.targets WHERE provider = $1 AND user_id = ANY($2::text[])"
-                " AND not_found_count > 0",
-                args.provider,
-                ids,
-            )
-        ]
+        still_gone = [r["user_id"] for r in await store.fetch("still_not_found", args.provider, ids)]
         async with Engine(store, cfg) as engine:
             n = await engine.delete_users(engine.runtime(args.provider), still_gone)
         await store.execute("clear_pending_deletions", args.provider, ids)

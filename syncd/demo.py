@@ -86,14 +86,10 @@ async def run_demo(state_dir: str = ".syncd/demo", users: int = 24) -> int:
             ],
             ["PROVIDER", "USER", "USERNAME", "DISPLAY NAME", "EMAIL", "KIND", "STATE"],
         )
-        counts = await store.pool.fetch(
-            "SELECT type, count(*) AS n FROM syncd.outbox GROUP BY type ORDER BY type"
-        )
+        counts = await store.fetch("event_counts")
         _print("\noutbox events by type: " + ", ".join(f"{r['type']}={r['n']}" for r in counts))
-        events = await store.pool.fetch(
-            "SELECT type, aggregateid, payload FROM syncd.outbox WHERE type <> 'user.created' ORDER BY seq LIMIT 10"
-        )
-        _print("latest non-create events (syncd.outbox):")
+        events = await store.fetch("sample_events")
+        _print("an update and a deletion of each provider (syncd.outbox):")
         _table(
             [(r["type"], r["aggregateid"], _short_patch(r["payload"]["patch"])) for r in events],
             ["TYPE", "AGGREGATEID", "PATCH"],
@@ -118,12 +114,12 @@ async def _pass(engine: Engine, fakes: dict[str, Any], title: str) -> None:
 
 def _short_patch(ops: list[dict[str, Any]]) -> str:
     parts = []
-    for op in ops[:3]:
+    for op in ops[:2]:
         value = op.get("value")
-        shown = "" if op["op"] == "remove" or isinstance(value, dict | list) else f" {value!r}"
+        shown = "" if op["op"] == "remove" or isinstance(value, dict | list) else f" {str(value)[:24]!r}"
         parts.append(f"{op['op']} {op['path']}{shown}")
-    more = f" (+{len(ops) - 3} more)" if len(ops) > 3 else ""
-    return "; ".join(parts)[:100] + more
+    more = f" (+{len(ops) - 2} more)" if len(ops) > 2 else ""
+    return "; ".join(parts) + more
 
 
 def _table(rows: list[tuple[Any, ...]], headers: list[str]) -> None:

@@ -312,3 +312,29 @@ LIMIT 1;
 UPDATE syncd.users u SET content_hash = i.h
 FROM unnest($2::text[], $3::text[]) AS i(user_id, h)
 WHERE u.provider = $1 AND u.user_id = i.user_id;
+
+-- name: notify_resync
+-- $1 provider
+-- `resync --enqueue`: wake the running daemons' job for this provider.
+SELECT pg_notify('syncd_resync', $1);
+
+-- name: count_targets
+-- $1 provider
+SELECT count(*) AS n FROM syncd.targets WHERE provider = $1;
+
+-- name: still_not_found
+-- $1 provider, $2 user ids
+-- Of these held deletions, the users that still answer 404 (one that came back is kept).
+SELECT user_id FROM syncd.targets
+WHERE provider = $1 AND user_id = ANY($2::text[]) AND not_found_count > 0;
+
+-- name: event_counts
+-- no parameters
+SELECT type, count(*) AS n FROM syncd.outbox GROUP BY type ORDER BY type;
+
+-- name: sample_events
+-- no parameters
+-- One event of each non-create type per provider (for the demo).
+SELECT DISTINCT ON (payload ->> 'provider', type) type, aggregateid, payload
+FROM syncd.outbox WHERE type <> 'user.created'
+ORDER BY payload ->> 'provider', type, seq;
