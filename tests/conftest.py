@@ -64,29 +64,29 @@ async def template_db(pg_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-@pytest.fixture
-async def db_url(pg_url: str, template_db: str) -> AsyncIterator[str]:
-    name = f"syncd_t_{uuid.uuid4().hex[:12]}"
+async def _scratch_database(pg_url: str, prefix: str, template: str | None) -> AsyncIterator[str]:
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(pg_url)
     try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {template_db}")
+        await admin.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
         yield with_database(pg_url, name)
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def db_url(pg_url: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh database with the schema, copied from the template."""
+    async for url in _scratch_database(pg_url, "syncd_t", template_db):
+        yield url
 
 
 @pytest.fixture
 async def empty_db_url(pg_url: str) -> AsyncIterator[str]:
     """A database with no schema at all (for migration tests)."""
-    name = f"syncd_e_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(pg_url)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-        yield with_database(pg_url, name)
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
+    async for url in _scratch_database(pg_url, "syncd_e", None):
+        yield url
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
+from syncd.errors import NotFound
+
 if TYPE_CHECKING:
     from syncd.config import ProviderConfig
     from syncd.http import ProviderClient
@@ -40,3 +42,12 @@ class Provider(Protocol):
     def list_ids(self) -> AsyncIterator[str]:
         """Every user id the provider holds, where the API can list them."""
         ...
+
+
+async def probe(client: ProviderClient, url: str) -> None:
+    """``check()`` for most providers: any authenticated read proves the
+    credentials; a missing resource is a 404, not a 401."""
+    try:
+        await client.get_json(url)
+    except NotFound:
+        pass

@@ -26,9 +26,10 @@ from typing import Any, ClassVar
 import aiohttp
 
 from syncd.config import FortanixConfig, read_secret
-from syncd.errors import AuthError, MalformedResponse, NotFound
+from syncd.errors import AuthError, MalformedResponse
 from syncd.http import ProviderClient, TokenFlow
 from syncd.identity import Email, Identity
+from syncd.providers.base import probe
 
 
 def normalize(doc: dict[str, Any]) -> Identity:
@@ -125,10 +126,7 @@ class FortanixProvider:
         return normalize(doc)
 
     async def check(self) -> None:
-        try:
-            await self.client.get_json(f"{self.config.base_url}/sys/v1/users", params={"limit": "1"})
-        except NotFound:
-            pass
+        await probe(self.client, f"{self.config.base_url}/sys/v1/users?limit=1")
 
     async def list_ids(self) -> AsyncIterator[str]:
         """``GET /sys/v1/users?limit=…&start=<last user_id>&sort=user_id:asc`` → a bare array."""

@@ -25,10 +25,11 @@ from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 from syncd.config import ScimConfig, read_secret
-from syncd.errors import MalformedResponse, NotFound
+from syncd.errors import MalformedResponse
 from syncd.http import Auth, BearerToken, ProviderClient
 from syncd.identity import Email, Identity, primary_email
 from syncd.jsonutil import loads
+from syncd.providers.base import probe
 from syncd.timeutil import parse_rfc3339
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -123,14 +124,6 @@ async def list_scim_ids(client: ProviderClient, users_url: str, page: int = 100)
         start += len(resources)
         if not resources or start > total:
             return
-
-
-async def probe(client: ProviderClient, url: str) -> None:
-    """Any authenticated read proves the credentials; a missing user is a 404, not a 401."""
-    try:
-        await client.get_json(url)
-    except NotFound:
-        pass
 
 
 class ScimProvider:

@@ -31,8 +31,9 @@ from syncd.errors import MalformedResponse
 from syncd.http import Auth, BearerToken, ProviderClient
 from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
+from syncd.providers.base import probe
 from syncd.providers.scim import error_detail as scim_error_detail
-from syncd.providers.scim import list_scim_ids, probe, scim_fields
+from syncd.providers.scim import list_scim_ids, scim_fields
 
 
 def is_scim(doc: dict[str, Any]) -> bool:

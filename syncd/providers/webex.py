@@ -25,8 +25,9 @@ from syncd.http import Auth, BearerToken, ProviderClient, TokenFlow
 from syncd.identity import Identity
 from syncd.jsonutil import loads
 from syncd.logs import register_secret
+from syncd.providers.base import probe
 from syncd.providers.scim import error_detail as scim_error_detail
-from syncd.providers.scim import list_scim_ids, probe, scim_fields
+from syncd.providers.scim import list_scim_ids, scim_fields
 
 CISCO = "urn:scim:schemas:extension:cisco:webexidentity:2.0:User"
 

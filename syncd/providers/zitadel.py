@@ -18,6 +18,7 @@ from syncd.errors import MalformedResponse
 from syncd.http import Auth, BearerToken, ProviderClient, TokenFlow
 from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
+from syncd.providers.base import probe
 from syncd.timeutil import parse_rfc3339
 
 #: ``USER_STATE_*`` values that mean the user may sign in
@@ -117,13 +118,7 @@ class ZitadelProvider:
         return normalize(doc)
 
     async def check(self) -> None:
-        # any authenticated read proves the token; a missing user is a 404, not a 401
-        from syncd.errors import NotFound
-
-        try:
-            await self.client.get_json(f"{self.config.base_url}/v2/users/syncd-credential-check")
-        except NotFound:
-            pass
+        await probe(self.client, f"{self.config.base_url}/v2/users/syncd-credential-check")
 
     async def list_ids(self) -> AsyncIterator[str]:
         raise NotImplementedError("listing ZITADEL users is not supported yet")
