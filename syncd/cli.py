@@ -319,7 +319,11 @@ async def cmd_outbox(cfg: Config, args: argparse.Namespace) -> int:
         if args.action == "prune":
             seconds = parse_duration(args.older_than)
             status = await store.execute("prune_outbox", seconds, args.include_unprocessed)
-            print(f"pruned {status.split()[-1]} event(s) older than {args.older_than}")
+            runs = await store.execute("prune_runs", seconds)
+            print(
+                f"pruned {status.split()[-1]} event(s) and {runs.split()[-1]} sync run(s) "
+                f"older than {args.older_than}"
+            )
             return EXIT_OK
         # claim: print a batch as JSON lines and mark it processed, in one transaction
         async with store.pool.acquire() as conn, conn.transaction():
@@ -379,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("deletions", "deletions held by the mass-deletion guard")
     p.add_argument("action", choices=["list", "approve", "reject"])
     p.add_argument("--provider", metavar="NAME", required=True)
-    p = add("outbox", "read or prune the outbox")
+    p = add("outbox", "read the outbox, or prune old events and sync_runs rows")
     p.add_argument("action", choices=["claim", "prune"])
     p.add_argument("--limit", type=int, default=100, help="claim: events per batch")
     p.add_argument("--peek", action="store_true", help="claim: print without marking processed")

@@ -264,6 +264,7 @@ class Engine:
         # steady stream instead of a gap at every batch boundary.
         inflight: set[asyncio.Task[AuthError | None]] = set()
         batches = 0
+        renewer = asyncio.create_task(self._renew_leases(provider), name=f"renew:{provider}")
         try:
             while not (stop and stop.is_set()) and (max_batches is None or batches < max_batches):
                 await self._refresh_pause(rt)
@@ -292,8 +293,20 @@ class Engine:
             report.error = f"{exc.__class__.__name__}: {exc}"
             await self._finish(report, bound)
             raise
+        finally:
+            renewer.cancel()
         await self._finish(report, bound)
         return report
+
+    async def _renew_leases(self, provider: str) -> None:
+        """Every third of the lease, extend the leases this pass holds."""
+        lease = self.config.sync.lease
+        while True:
+            await asyncio.sleep(max(lease / 3, 0.1))
+            try:
+                await self.store.execute("renew_leases", self.replica, provider, lease)
+            except StoreUnavailable:
+                pass  # the pass itself will notice; the leases then simply expire
 
     async def _process(
         self,

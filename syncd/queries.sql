@@ -338,3 +338,14 @@ SELECT type, count(*) AS n FROM syncd.outbox GROUP BY type ORDER BY type;
 SELECT DISTINCT ON (payload ->> 'provider', type) type, aggregateid, payload
 FROM syncd.outbox WHERE type <> 'user.created'
 ORDER BY payload ->> 'provider', type, seq;
+
+-- name: renew_leases
+-- $1 lease owner, $2 provider, $3 lease seconds
+-- Keep our leases while a pass is still working on them (e.g. waiting out a
+-- long Retry-After), so another replica doesn't take them over meanwhile.
+UPDATE syncd.targets SET lease_expires_at = now() + make_interval(secs => $3)
+WHERE leased_by = $1 AND provider = $2 AND lease_expires_at > now();
+
+-- name: prune_runs
+-- $1 older than seconds
+DELETE FROM syncd.sync_runs WHERE finished_at < now() - make_interval(secs => $1);

@@ -180,7 +180,7 @@ async def test_outbox_claim_marks_events_processed_and_prune_removes_old_ones(
 
     await store.pool.execute("UPDATE syncd.outbox SET created_at = now() - interval '8 days'")
     rc, out, _ = await syncd("outbox", "prune", "--older-than", "7d", "--config", cfg)
-    assert rc == 0 and "pruned 5 event(s)" in out
+    assert rc == 0 and "pruned 5 event(s)" in out and "sync run(s)" in out
     assert await store.pool.fetchval("SELECT count(*) FROM syncd.outbox") == 0
 
 

@@ -343,3 +343,20 @@ async def test_a_429_without_retry_after_backs_off_every_worker(
     assert report.counts["created"] == 10 and report.counts["failed"] == 0
     limited = [e for e in logs if e["event"] == "provider.rate_limited"]
     assert limited and limited[0]["retry_after"] is None
+
+
+async def test_leases_are_renewed_while_a_pass_waits_out_a_long_pause(
+    store, zitadel, make_config, engine_for
+):
+    """A Retry-After longer than the lease must not hand our targets to another replica."""
+    _, engine = await seeded(
+        store, zitadel, make_config, engine_for, n=4, concurrency=1, sync={"lease": "1s"}
+    )
+    zitadel.inject("429", retry_after="3")
+    task = asyncio.create_task(engine.sync("zitadel"))
+    await wait_for(lambda: zitadel.announcements, timeout=5)
+    other = await store.lease_due("zitadel", "other-replica", 60, 100)
+    await wait_for(lambda: time.time() > zitadel.announcements[0].until - 1.2, timeout=5)
+    other += await store.lease_due("zitadel", "other-replica", 60, 100)
+    report = await task
+    assert other == [] and report.counts["created"] == 4
