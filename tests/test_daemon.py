@@ -285,3 +285,57 @@ async def test_logs_of_a_full_run_never_contain_the_token(store, zitadel, db_url
     text = d.log_path.read_text()
     assert "daemon.started" in text and "sync.pass_finished" in text
     assert zitadel.token not in text
+
+
+async def test_a_real_postgres_restart_mid_run_loses_nothing(tmp_path, zitadel, start_daemon):
+    """A dedicated embedded PostgreSQL, stopped (pg_ctl -m fast) for 10 s while
+    the daemon works, then started again: the daemon recovers by itself."""
+    from pgserver._commands import pg_ctl
+
+    from syncd import embedded
+    from syncd.store import Store
+
+    server = await asyncio.to_thread(embedded.start, tmp_path / "pg")
+    url = embedded.url(server)
+    store = await Store.connect(url)
+    try:
+        await store.migrate()
+        ids = zitadel.seed(1000)
+        zitadel.latency = 0.02
+        await store.add_targets("corp", ids)
+        await store.close()
+        d = await start_daemon(url, zitadel.url, sync='error_retry = "1s"')
+
+        # stop the database in the middle of the first pass
+        await wait_for(lambda: _mirrored_some(url), timeout=20)
+        await asyncio.to_thread(
+            pg_ctl, ["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user
+        )
+        await wait_for(lambda: _not_ready(d), timeout=15)
+        stopped_at = time.monotonic()
+        await wait_for(lambda: time.monotonic() - stopped_at > 10, timeout=15, interval=0.2)
+        await asyncio.to_thread(server.ensure_postgres_running)
+
+        await wait_for(d.ready, timeout=30)
+        store = await Store.connect(url)
+        await wait_for(lambda: equals(store, "SELECT count(*) FROM syncd.users", 1000), timeout=60)
+        await wait_for(
+            lambda: equals(store, "SELECT count(*) FROM syncd.targets WHERE leased_by IS NOT NULL", 0),
+            timeout=30,
+        )
+        assert await count(store, "SELECT count(*) FROM syncd.outbox") == 1000
+        assert await count(store, "SELECT count(DISTINCT aggregateid) FROM syncd.outbox") == 1000
+        assert d.proc.returncode is None
+    finally:
+        await store.close()
+        await asyncio.to_thread(server.cleanup)
+
+
+async def _mirrored_some(url: str) -> bool:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return 0 < await conn.fetchval("SELECT count(*) FROM syncd.users") < 1000
+    finally:
+        await conn.close()
