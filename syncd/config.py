@@ -287,7 +287,12 @@ class Config(_Model):
         raise ConfigError(f"{self.source}: no provider named {name!r} (known: {known})")
 
 
-_SECTIONS = {"database": DatabaseConfig, "sync": SyncConfig, "daemon": DaemonConfig, "logging": LoggingConfig}
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "database": DatabaseConfig,
+    "sync": SyncConfig,
+    "daemon": DaemonConfig,
+    "logging": LoggingConfig,
+}
 #: short aliases operators expect
 _ENV_ALIASES = {"SYNCD_LISTEN": ("daemon", "listen"), "SYNCD_REPLICA": ("daemon", "replica")}
 

@@ -79,6 +79,9 @@ class NotFound(ProviderError):
 class AuthError(ProviderError):
     """401/403, or a token endpoint refused our credentials."""
 
+    #: the Authorization header value that was refused (to renew only that token)
+    used_authorization: str | None = None
+
 
 class MalformedResponse(ProviderError):
     """The body is not JSON, has the wrong content type, or lacks the user id."""

@@ -63,7 +63,7 @@ class Identity:
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Identity:
-        kw = {k: doc.get(k) for k in CORE_FIELDS if k in doc}
+        kw: dict[str, Any] = {k: doc.get(k) for k in CORE_FIELDS if k in doc}
         kw["emails"] = tuple(Email(**e) for e in doc.get("emails") or ())
         if kw.get("updated_at"):
             kw["updated_at"] = datetime.fromisoformat(kw["updated_at"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from syncd.providers.base import Provider
 from syncd.providers.fortanix import FortanixProvider
 from syncd.providers.scim import ScimProvider
@@ -9,7 +11,7 @@ from syncd.providers.wacht import WachtProvider
 from syncd.providers.webex import WebexProvider
 from syncd.providers.zitadel import ZitadelProvider
 
-REGISTRY: dict[str, type] = {
+REGISTRY: dict[str, Any] = {
     "zitadel": ZitadelProvider,
     "wacht": WachtProvider,
     "fortanix": FortanixProvider,

@@ -10,7 +10,7 @@ line in ``syncd/providers/__init__.py``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from syncd.errors import NotFound
 
@@ -51,3 +51,10 @@ async def probe(client: ProviderClient, url: str) -> None:
         await client.get_json(url)
     except NotFound:
         pass
+
+
+def obj(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """``doc[key]`` when it is a JSON object, else ``{}`` (providers omit or null
+    sub-objects, e.g. ZITADEL's zero values, Wacht's missing phone)."""
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}

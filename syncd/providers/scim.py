@@ -29,7 +29,7 @@ from syncd.errors import MalformedResponse
 from syncd.http import Auth, BearerToken, ProviderClient
 from syncd.identity import Email, Identity, primary_email
 from syncd.jsonutil import loads
-from syncd.providers.base import probe
+from syncd.providers.base import obj, probe
 from syncd.timeutil import parse_rfc3339
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -61,7 +61,7 @@ def scim_fields(doc: dict[str, Any]) -> dict[str, Any]:
     """The record fields of a SCIM 2 User resource (keyword arguments of Identity)."""
     if not doc.get("id"):
         raise MalformedResponse("SCIM resource has no id")
-    name = doc.get("name") if isinstance(doc.get("name"), dict) else {}
+    name = obj(doc, "name")
     given, family = name.get("givenName"), name.get("familyName")
     display = (
         doc.get("displayName") or name.get("formatted") or (" ".join(p for p in (given, family) if p) or None)
@@ -70,7 +70,7 @@ def scim_fields(doc: dict[str, Any]) -> dict[str, Any]:
     primary = primary_email(emails)
     active = doc.get("active")
     active = True if active is None else bool(active)
-    meta = doc.get("meta") if isinstance(doc.get("meta"), dict) else {}
+    meta = obj(doc, "meta")
     return {
         "user_id": str(doc["id"]),
         "username": doc.get("userName"),

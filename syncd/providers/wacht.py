@@ -31,7 +31,7 @@ from syncd.errors import MalformedResponse
 from syncd.http import Auth, BearerToken, ProviderClient
 from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
-from syncd.providers.base import probe
+from syncd.providers.base import obj, probe
 from syncd.providers.scim import error_detail as scim_error_detail
 from syncd.providers.scim import list_scim_ids, scim_fields
 
@@ -45,7 +45,7 @@ def normalize(doc: dict[str, Any]) -> Identity:
         return Identity(**scim_fields(doc))
     if not doc.get("id"):
         raise MalformedResponse("Wacht user has no id")
-    primary = doc.get("primary_email_address") if isinstance(doc.get("primary_email_address"), dict) else {}
+    primary = obj(doc, "primary_email_address")
     addresses = doc.get("user_email_addresses") or doc.get("email_addresses") or []
     emails = tuple(
         Email(value=str(a["email"]), primary=bool(a.get("is_primary")), verified=bool(a.get("verified")))
@@ -54,7 +54,7 @@ def normalize(doc: dict[str, Any]) -> Identity:
     )
     if not emails and primary.get("email"):
         emails = (Email(value=primary["email"], primary=True, verified=bool(primary.get("verified"))),)
-    phone = doc.get("primary_phone_number") if isinstance(doc.get("primary_phone_number"), dict) else {}
+    phone = obj(doc, "primary_phone_number")
     given, family = doc.get("first_name") or None, doc.get("last_name") or None
     return Identity(
         user_id=str(doc["id"]),

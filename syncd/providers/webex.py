@@ -25,7 +25,7 @@ from syncd.http import Auth, BearerToken, ProviderClient, TokenFlow
 from syncd.identity import Identity
 from syncd.jsonutil import loads
 from syncd.logs import register_secret
-from syncd.providers.base import probe
+from syncd.providers.base import obj, probe
 from syncd.providers.scim import error_detail as scim_error_detail
 from syncd.providers.scim import list_scim_ids, scim_fields
 
@@ -34,7 +34,7 @@ CISCO = "urn:scim:schemas:extension:cisco:webexidentity:2.0:User"
 
 def normalize(doc: dict[str, Any]) -> Identity:
     fields = scim_fields(doc)
-    cisco = doc.get(CISCO) if isinstance(doc.get(CISCO), dict) else {}
+    cisco = obj(doc, CISCO)
     status = cisco.get("accountStatus")
     if isinstance(status, str):
         status = [status]
