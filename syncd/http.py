@@ -529,6 +529,8 @@ def make_session(concurrency: int, connect_timeout: float, read_timeout: float) 
     return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
+        # identity APIs authenticate by header: no cookie handling on every response
+        cookie_jar=aiohttp.DummyCookieJar(),
         json_serialize=jsonutil.dumps,
         headers={"Accept": "application/json", "User-Agent": "syncd"},
     )
