@@ -331,3 +331,19 @@ async def test_editing_ignore_fields_later_emits_no_event_wave(store, zitadel, m
     await store.make_due("zitadel", None)
     report = await second.sync("zitadel")  # and the new hashes stick
     assert report.counts["unchanged"] == 5
+
+
+async def test_a_deactivated_user_is_an_update_not_a_deletion(store, zitadel, make_config, engine_for):
+    ids = zitadel.seed(3)
+    engine = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ids)
+    await engine.sync("zitadel")
+    zitadel.users[ids[0]]["user"]["state"] = "USER_STATE_INACTIVE"
+
+    report = await sync_all(engine)
+
+    assert report.counts["updated"] == 1 and report.counts["deleted"] == 0
+    [ev] = await events(store, "user.updated")
+    assert {"op": "replace", "path": "/active", "value": False} in ev["payload"]["patch"]
+    row = (await mirror(store))[ids[0]]
+    assert row["active"] is False and row["state"] == "USER_STATE_INACTIVE" and row["deleted_at"] is None
