@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import time
 
 import aiohttp
@@ -25,6 +26,12 @@ from syncd.engine import Engine, open_runtime
 from syncd.store import Store
 
 TOKEN_ENV = "SYNCD_BENCH_TOKEN"
+
+
+def cpu_seconds() -> float:
+    """CPU time of this (the syncd) process so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 async def fetch_only(cfg: config_mod.Config, ids: list[str], batch_size: int) -> float:
@@ -81,25 +88,31 @@ async def bench(users: int, concurrency: int, batch_size: int) -> None:
         print(f"syncd benchmark: {users} users, concurrency {concurrency}, batch {batch_size}")
         print(f"machine: {machine()}")
 
+        cpu0 = cpu_seconds()
         t_fetch = await fetch_only(cfg, ids, batch_size)
+        cpu_fetch = cpu_seconds() - cpu0
         ceiling = users / t_fetch
-        rows = [("fetch-only", t_fetch, None, None)]
+        rows = [("fetch-only", t_fetch, None, None, cpu_fetch)]
         async with Engine(store, cfg, replica="bench") as engine:
             for name in ("first sync", "no-change resync", "1% change resync"):
                 if name == "1% change resync":
                     async with aiohttp.ClientSession() as s, s.post(f"{url}/_fake/modify?fraction=0.01") as r:
                         changed = (await r.json())["changed"]
+                cpu0 = cpu_seconds()
                 elapsed, trips, counts = await phase(engine, store, name, users)
-                rows.append((name, elapsed, trips, counts))
+                rows.append((name, elapsed, trips, counts, cpu_seconds() - cpu0))
         await store.close()
 
-        print(f"\n{'phase':<18} {'seconds':>8} {'users/s':>9} {'x fetch':>8} {'SQL trips/1k':>13}  outcome")
-        for name, elapsed, trips, counts in rows:
+        print(
+            f"\n{'phase':<18} {'seconds':>8} {'users/s':>9} {'x fetch':>8} {'SQL trips/1k':>13} "
+            f"{'CPU µs/user':>12}  outcome"
+        )
+        for name, elapsed, trips, counts, cpu in rows:
             rate = users / elapsed
             outcome = "" if counts is None else ", ".join(f"{k} {v}" for k, v in counts.items() if v)
             print(
                 f"{name:<18} {elapsed:>8.1f} {rate:>9.0f} {rate / ceiling:>8.2f} "
-                f"{'' if trips is None else f'{trips:.1f}':>13}  {outcome}"
+                f"{'' if trips is None else f'{trips:.1f}':>13} {cpu / users * 1e6:>12.0f}  {outcome}"
             )
         if users and rows[3][3] is not None:
             assert rows[3][3]["updated"] == changed, (rows[3][3], changed)

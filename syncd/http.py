@@ -356,6 +356,10 @@ class ProviderClient:
         self.tracking_header = tracking_header
         self.default_headers = dict(default_headers or {})
         self.redact_fields = tuple(redact_fields)
+        # metric children resolved once: labels() takes a lock on every call
+        self._fetch_seconds = metrics.FETCH_SECONDS.labels(provider)
+        self._circuit_open = metrics.CIRCUIT_OPEN.labels(provider)
+        self._circuit_open.set(0)
         self.secret_markers = secret_markers(self.redact_fields)
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
@@ -441,7 +445,7 @@ class ProviderClient:
             raise TransientError(f"request failed: {kind}", provider=self.provider) from exc
         finally:
             await self.gate.release()
-            metrics.FETCH_SECONDS.labels(self.provider).observe(time.monotonic() - started)
+            self._fetch_seconds.observe(time.monotonic() - started)
         try:
             return await self._interpret(status, resp_headers, body)
         except AuthError as exc:
@@ -450,7 +454,7 @@ class ProviderClient:
 
     def _failed(self) -> None:
         if self.gate.circuit.failure():
-            metrics.CIRCUIT_OPEN.labels(self.provider).set(1)
+            self._circuit_open.set(1)
             log.error(
                 "provider.circuit_open",
                 provider=self.provider,
@@ -462,8 +466,9 @@ class ProviderClient:
         tracking = headers.get(self.tracking_header) if self.tracking_header else None
         common: dict[str, Any] = {"provider": self.provider, "status": status, "tracking_id": tracking}
         if 200 <= status < 300:
+            if self.gate.circuit.opened_at is not None:
+                self._circuit_open.set(0)
             self.gate.succeeded()
-            metrics.CIRCUIT_OPEN.labels(self.provider).set(0)
             content_type = headers.get("Content-Type", "")
             if not _json_content_type(content_type):
                 raise MalformedResponse(
