@@ -20,17 +20,18 @@ from typing import Any
 import aiohttp
 import structlog
 
-from syncd import metrics
+from syncd import __version__, metrics
 from syncd.config import Config, ProviderBase
 from syncd.diff import identity_hash, patch
 from syncd.errors import (
     AuthError,
+    BodyUnchanged,
     CircuitOpen,
     NotFound,
     ProviderError,
     StoreUnavailable,
 )
-from syncd.http import Gate, ProviderClient, RetryPolicy, make_session
+from syncd.http import BODY_CHECK, BodyCheck, Gate, ProviderClient, RetryPolicy, make_session
 from syncd.identity import Identity
 from syncd.providers import REGISTRY
 from syncd.store import RUN_COUNTS, ChangeSet, Store, TargetUpdates
@@ -52,10 +53,11 @@ def event_id(
     kind: str,
     before_hash: str | None,
     after_hash: str | None,
-    before_changed_at: datetime | None,
+    marker: datetime | None,
 ) -> uuid.UUID:
     """Deterministic: two writers racing on the same change compute the same id
-    (and the outbox's primary key lets only one in). ``before_changed_at``
+    (and the outbox's primary key lets only one in). ``marker`` is a timestamp
+    both racing writers read but a later identical change cannot share: it
     tells A→B apart from a later A→B after B→A."""
     parts = [
         provider,
@@ -63,7 +65,7 @@ def event_id(
         kind,
         before_hash or "",
         after_hash or "",
-        before_changed_at.isoformat() if before_changed_at else "",
+        marker.isoformat() if marker else "",
     ]
     return uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts))
 
@@ -87,6 +89,9 @@ class ProviderRuntime:
     gate: Gate
     session: aiohttp.ClientSession
     ignore: tuple[str, ...]
+    #: salts the body fingerprint with everything that shapes the record, so
+    #: an upgrade or a changed ignore/redact setting re-reads every user once
+    salt: bytes = b""
     #: the circuit state last written to provider_state (for `status`)
     circuit_recorded: str = "closed"
     pause_checked: bool = False
@@ -126,7 +131,8 @@ def open_runtime(config: ProviderBase) -> ProviderRuntime:
         redact_fields=config.redact_fields,
     )
     ignore = config.ignore_fields if config.ignore_fields is not None else cls.default_ignore_fields
-    return ProviderRuntime(config, cls(config, client), client, gate, session, tuple(ignore))
+    salt = repr((__version__, config.type, sorted(config.redact_fields), sorted(ignore))).encode()  # type: ignore[attr-defined]
+    return ProviderRuntime(config, cls(config, client), client, gate, session, tuple(ignore), salt=salt)
 
 
 @dataclass
@@ -156,6 +162,9 @@ class _Outcome:
     target: Any
     identity: Identity | None = None
     error: ProviderError | None = None
+    #: the provider answered the same bytes as last time
+    same_body: bool = False
+    body_hash: str | None = None
 
 
 class Engine:
@@ -384,8 +393,15 @@ class Engine:
 
     async def _fetch_one(self, rt: ProviderRuntime, target: Any) -> _Outcome:
         user_id = target["user_id"]
+        # the same bytes as last time mean the same user: skip parsing and mapping,
+        # but only while the mirror row is there to be "unchanged" against
+        mirrored = target["content_hash"] is not None and target["deleted_at"] is None
+        check = BodyCheck(rt.salt, target.get("body_hash") if mirrored else None)
+        token = BODY_CHECK.set(check)
         try:
             identity = await rt.adapter.fetch(user_id)
+        except BodyUnchanged:
+            return _Outcome(target, same_body=True, body_hash=check.observed)
         except ProviderError as exc:
             # a 404 is an outcome, and a refused token is logged once per pass
             if not isinstance(exc, NotFound | AuthError):
@@ -400,13 +416,15 @@ class Engine:
                     tracking_id=exc.tracking_id,
                 )
             return _Outcome(target, error=exc)
+        finally:
+            BODY_CHECK.reset(token)
         if identity.user_id.lower() != str(user_id).lower():
             err = ProviderError(f"asked for user {user_id!r}, got {identity.user_id!r}", provider=rt.name)
             log.warning("user.fetch_failed", provider=rt.name, user_id=user_id, error=str(err))
             return _Outcome(target, error=err)
         if identity.user_id != user_id:
             identity = replace(identity, user_id=str(user_id))
-        return _Outcome(target, identity=identity)
+        return _Outcome(target, identity=identity, body_hash=check.observed)
 
     async def _diff(
         self,
@@ -423,18 +441,22 @@ class Engine:
         for o in outcomes:
             t = o.target
             uid = t["user_id"]
-            if o.identity is not None:
+            if o.same_body:
+                counts["fetched"] += 1
+                counts["unchanged"] += 1
+                done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
+            elif o.identity is not None:
                 counts["fetched"] += 1
                 h = identity_hash(o.identity, rt.ignore)
                 if t["content_hash"] == h and t["deleted_at"] is None:
                     counts["unchanged"] += 1
-                    done.add(uid, "unchanged", next_in=_jitter(cfg.interval))
+                    done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
                     continue
                 kind = (
                     "created" if t["content_hash"] is None else "restored" if t["deleted_at"] else "updated"
                 )
                 changed.append((t, o.identity.to_doc(), h, kind))
-                done.add(uid, kind, next_in=_jitter(cfg.interval))
+                done.add(uid, kind, next_in=_jitter(cfg.interval), body_hash=o.body_hash)
             elif isinstance(o.error, NotFound):
                 counts["not_found"] += 1
                 if t["content_hash"] is None or t["deleted_at"] is not None:
@@ -501,7 +523,11 @@ class Engine:
                     rehash.append((uid, h))  # same record, new hash definition (ignore_fields edited)
                     counts["unchanged"] += 1
                     continue
-                eid = event_id(rt.name, uid, kind, t["content_hash"], h, t["changed_at"])
+                # what tells this change apart from an identical earlier one: for an update
+                # or restore the mirror row's changed_at; for a creation (also of a mirror
+                # row that vanished) when the target was last synced
+                marker = t["last_synced_at"] if kind == "created" else t["changed_at"]
+                eid = event_id(rt.name, uid, kind, t["content_hash"], h, marker)
                 changes.add(uid, eid, f"user.{kind}", payload, h)
                 counts[kind] += 1
             if rehash:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextvars
+import hashlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,6 +28,7 @@ import structlog
 from syncd import jsonutil, metrics
 from syncd.errors import (
     AuthError,
+    BodyUnchanged,
     CircuitOpen,
     MalformedResponse,
     NotFound,
@@ -41,6 +44,26 @@ log = structlog.get_logger("syncd.http")
 
 #: statuses whose ``Retry-After`` pauses the provider (RFC 6585 §4, RFC 9110 §15.6.4, RFC 4918 §11.3)
 RATE_LIMIT_STATUSES = frozenset({429, 503, 423})
+
+
+@dataclass(slots=True)
+class BodyCheck:
+    """Set (via ``BODY_CHECK``) around one adapter ``fetch``: the first 2xx body
+    is fingerprinted, and if it equals ``expected`` the fetch ends with
+    ``BodyUnchanged`` before any parsing (a client-side If-None-Match)."""
+
+    salt: bytes
+    expected: str | None
+    observed: str | None = None
+    used: bool = False
+
+    def fingerprint(self, body: bytes) -> str:
+        return hashlib.sha256(self.salt + body).hexdigest()
+
+
+BODY_CHECK: contextvars.ContextVar[BodyCheck | None] = contextvars.ContextVar(
+    "syncd_body_check", default=None
+)
 ErrorDetail = Callable[[bytes], "str | None"]
 
 
@@ -476,6 +499,12 @@ class ProviderClient:
                     **common,
                     detail=body[:120].decode("utf-8", "replace"),
                 )
+            check = BODY_CHECK.get()
+            if check is not None and not check.used:
+                check.used = True
+                check.observed = check.fingerprint(body)
+                if check.observed == check.expected:
+                    raise BodyUnchanged
             doc = jsonutil.parse_body(body, provider=self.provider, status=status)
             # credential material never leaves the HTTP layer (Wacht puts TOTP
             # secrets and OAuth tokens in the user document)

@@ -21,9 +21,9 @@ WITH due AS (
     SET leased_by = $2, lease_expires_at = now() + make_interval(secs => $3)
     FROM due
     WHERE t.provider = due.provider AND t.user_id = due.user_id
-    RETURNING t.user_id, t.not_found_count, t.not_found_since, t.attempts
+    RETURNING t.user_id, t.not_found_count, t.not_found_since, t.attempts, t.body_hash, t.last_synced_at
 )
-SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts,
+SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts, l.body_hash, l.last_synced_at,
        u.content_hash, u.changed_at, u.deleted_at
 FROM leased l
 LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;
@@ -109,7 +109,7 @@ SELECT (SELECT count(*) FROM ev) AS events,
 
 -- name: finish_targets
 -- $1 provider, $2 lease owner, $3 user_id[], $4 status[], $5 error[], $6 seconds until next sync[],
--- $7 not_found_count[], $8 not_found_since[], $9 failed[]
+-- $7 not_found_count[], $8 not_found_since[], $9 failed[], $10 body_hash[]
 -- Bookkeeping for a leased batch: release the lease and schedule the next sync.
 -- Only rows still leased by us: a lease that expired and was taken over is not ours.
 UPDATE syncd.targets t SET
@@ -121,9 +121,11 @@ UPDATE syncd.targets t SET
     last_error = i.error,
     attempts = CASE WHEN i.failed THEN t.attempts + 1 ELSE 0 END,
     not_found_count = i.nf_count,
-    not_found_since = i.nf_since
-FROM unnest($3::text[], $4::text[], $5::text[], $6::float8[], $7::int[], $8::timestamptz[], $9::bool[])
-    AS i(user_id, status, error, next_in, nf_count, nf_since, failed)
+    not_found_since = i.nf_since,
+    body_hash = i.body_hash
+FROM unnest($3::text[], $4::text[], $5::text[], $6::float8[], $7::int[], $8::timestamptz[], $9::bool[],
+            $10::text[])
+    AS i(user_id, status, error, next_in, nf_count, nf_since, failed, body_hash)
 WHERE t.provider = $1 AND t.user_id = i.user_id AND t.leased_by = $2;
 
 -- name: release_leases

@@ -355,10 +355,11 @@ class TargetUpdates:
     nf_counts: list[int]
     nf_since: list[datetime | None]
     failed: list[bool]
+    body_hashes: list[str | None]
 
     @classmethod
     def empty(cls) -> TargetUpdates:
-        return cls([], [], [], [], [], [], [])
+        return cls([], [], [], [], [], [], [], [])
 
     def add(
         self,
@@ -370,6 +371,7 @@ class TargetUpdates:
         nf_count: int = 0,
         nf_since: datetime | None = None,
         failed: bool = False,
+        body_hash: str | None = None,
     ) -> None:
         self.user_ids.append(user_id)
         self.statuses.append(status)
@@ -378,6 +380,7 @@ class TargetUpdates:
         self.nf_counts.append(nf_count)
         self.nf_since.append(nf_since)
         self.failed.append(failed)
+        self.body_hashes.append(body_hash)
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -391,6 +394,7 @@ class TargetUpdates:
             self.nf_counts,
             self.nf_since,
             self.failed,
+            self.body_hashes,
         )
 
 

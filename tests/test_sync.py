@@ -347,3 +347,32 @@ async def test_a_deactivated_user_is_an_update_not_a_deletion(store, zitadel, ma
     assert {"op": "replace", "path": "/active", "value": False} in ev["payload"]["patch"]
     row = (await mirror(store))[ids[0]]
     assert row["active"] is False and row["state"] == "USER_STATE_INACTIVE" and row["deleted_at"] is None
+
+
+async def test_the_same_body_again_short_circuits_but_never_hides_a_change(
+    store, zitadel, make_config, engine_for
+):
+    """Identical bytes skip parsing and mapping; anything that could change the
+    record (the body, the mirror row, redact settings) goes the full way."""
+    ids = zitadel.seed(4)
+    engine = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ids)
+    await engine.sync("zitadel")
+    hashes = await store.pool.fetch("SELECT body_hash FROM syncd.targets")
+    assert all(h["body_hash"] for h in hashes)
+
+    report = await sync_all(engine)
+    assert report.counts["unchanged"] == 4 and len(await events(store)) == 4
+
+    zitadel.modify(ids[0])  # a changed body is diffed
+    await store.pool.execute("DELETE FROM syncd.users WHERE user_id = $1", ids[1])  # a vanished mirror row
+    report = await sync_all(engine)
+    assert report.counts["updated"] == 1 and report.counts["created"] == 1
+
+    # the same bodies, but a new redact setting: the mirror must lose the field
+    redacting = await engine_for(make_config(zitadel, redact_fields=["loginNames"]))
+    await store.make_due("zitadel", None)
+    report = await redacting.sync("zitadel")
+    assert report.counts["updated"] == 4, report.counts
+    raws = await store.pool.fetch("SELECT raw FROM syncd.users")
+    assert all("loginNames" not in r["raw"]["user"] for r in raws)
