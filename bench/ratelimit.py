@@ -23,6 +23,7 @@ from bench.common import fake_process, fresh_database, machine
 from syncd import config as config_mod
 from syncd import logs
 from syncd.engine import Engine
+from syncd.process import tune_gc
 from syncd.store import Store
 
 
@@ -89,6 +90,7 @@ def main() -> int:
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--rate", type=float, default=0.2)
     args = p.parse_args()
+    tune_gc()  # as `syncd run` and `syncd resync` do
     asyncio.run(load_test(args.users, args.concurrency, args.rate))
     return 0
 

@@ -23,6 +23,7 @@ from bench.common import fake_process, fresh_database, machine, peak_rss_mb
 from syncd import config as config_mod
 from syncd import logs
 from syncd.engine import Engine, open_runtime
+from syncd.process import tune_gc
 from syncd.store import Store
 
 TOKEN_ENV = "SYNCD_BENCH_TOKEN"
@@ -126,5 +127,6 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=1000)
     args = p.parse_args()
     structlog.configure()
+    tune_gc()  # as `syncd run` and `syncd resync` do
     asyncio.run(bench(args.users, args.concurrency, args.batch_size))
     return 0

@@ -16,6 +16,7 @@ from syncd import __version__, embedded, jsonutil, logs
 from syncd import config as config_mod
 from syncd.config import Config
 from syncd.errors import ConfigError, ProviderError, StoreUnavailable, SyncdError
+from syncd.process import tune_gc
 from syncd.store import Store
 from syncd.timeutil import parse_duration
 
@@ -424,6 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.logging.format,
         stream=sys.stdout if daemon else sys.stderr,
     )
+    if args.command in ("run", "resync", "demo"):
+        tune_gc()
     try:
         return asyncio.run(COMMANDS[args.command](cfg, args))
     except ConfigError as exc:

@@ -287,7 +287,7 @@ class Engine:
                     break
                 batches += 1
                 inflight.add(asyncio.create_task(self._process(rt, batch, report, deletions, progress)))
-                if len(inflight) >= 2 and await self._settle(
+                if len(inflight) >= 3 and await self._settle(
                     inflight, report, bound, asyncio.FIRST_COMPLETED
                 ):
                     break

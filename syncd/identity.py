@@ -18,7 +18,12 @@ class Email:
     verified: bool | None = None
 
     def to_doc(self) -> dict[str, Any]:
-        return {k: v for k, v in _items(self) if v is not None}
+        doc: dict[str, Any] = {"value": self.value}
+        for name in ("type", "primary", "verified"):
+            value = getattr(self, name)
+            if value is not None:
+                doc[name] = value
+        return doc
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -48,17 +53,11 @@ class Identity:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     def to_doc(self) -> dict[str, Any]:
-        """The JSON document that is hashed, diffed and put in events."""
-        doc: dict[str, Any] = {}
-        for name, value in _items(self):
-            if name == "emails":
-                doc[name] = [e.to_doc() for e in value]
-            elif name == "raw":
-                doc[name] = dict(value)
-            elif isinstance(value, datetime):
-                doc[name] = value.isoformat()
-            else:
-                doc[name] = value
+        """The JSON document that is diffed, stored and put in events."""
+        doc = {name: getattr(self, name) for name in _SCALARS}
+        doc["emails"] = [e.to_doc() for e in self.emails]
+        doc["updated_at"] = self.updated_at.isoformat() if self.updated_at is not None else None
+        doc["raw"] = dict(self.raw)
         return doc
 
     @classmethod
@@ -71,11 +70,9 @@ class Identity:
         return cls(**kw)
 
 
-def _items(obj: object) -> list[tuple[str, Any]]:
-    return [(f.name, getattr(obj, f.name)) for f in fields(obj)]  # type: ignore[arg-type]
-
-
 CORE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Identity))
+#: fields copied as they are by to_doc (it runs for every changed user)
+_SCALARS: tuple[str, ...] = tuple(n for n in CORE_FIELDS if n not in ("emails", "updated_at", "raw"))
 
 
 def primary_email(emails: tuple[Email, ...]) -> Email | None:
