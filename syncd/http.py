@@ -542,6 +542,7 @@ class ProviderClient:
             self.gate.succeeded()
             raise NotFound("user not found", **common, detail=detail)
         if status in (401, 403):
+            self.gate.succeeded()  # the provider is up (and a half-open probe must not hang)
             raise AuthError("credentials rejected", **common, detail=detail)
         if status >= 500:
             self._failed()
