@@ -72,11 +72,19 @@ def event_id(
 
 def record_from_row(row: Any) -> dict[str, Any]:
     """The mirror row as the record document it was written from."""
-    data = dict(row.items())
-    data.pop("updated_at", None)
-    doc = Identity.from_doc(data).to_doc()
-    doc["updated_at"] = row["updated_at"].isoformat() if row["updated_at"] else None
-    return doc
+    return Identity.from_doc(dict(row.items())).to_doc()
+
+
+def change_kind(content_hash: str | None, deleted_at: datetime | None) -> str:
+    """What a differing fetch means, given the user's mirror row."""
+    if content_hash is None:
+        return "created"
+    return "restored" if deleted_at is not None else "updated"
+
+
+#: leased batches being fetched or written at once: while one finishes its
+#: slowest fetches and its write, the next ones keep the provider's queue full
+BATCHES_IN_FLIGHT = 3
 
 
 @dataclass
@@ -176,15 +184,12 @@ class Engine:
         self._listener: contextlib.AsyncExitStack | None = None
 
     # -- lifecycle -----------------------------------------------------------------
-    async def start(self, names: Sequence[str] | None = None, *, listen: bool = True) -> None:
+    async def start(self) -> None:
         for pc in self.config.providers:
-            if names is not None and pc.name not in names:
-                continue
             rt = open_runtime(pc)
             rt.gate.on_pause = self._share_pause(pc.name)
             self.runtimes[pc.name] = rt
-        if listen:
-            await self.listen_for_peers()
+        await self.listen_for_peers()
 
     async def listen_for_peers(self) -> None:
         """Hear other replicas' Retry-After pauses the moment they are recorded
@@ -268,9 +273,6 @@ class Engine:
         report.run_id = await self.store.start_run(provider, trigger, self.replica)
         bound = log.bind(provider=provider, replica=self.replica, run_id=report.run_id)
         deletions: list[tuple[Any, str]] = []
-        # Two batches in flight: while one finishes its slowest fetches and its
-        # write, the next is already leased and fetching, so the provider sees a
-        # steady stream instead of a gap at every batch boundary.
         inflight: set[asyncio.Task[AuthError | None]] = set()
         batches = 0
         renewer = asyncio.create_task(self._renew_leases(provider), name=f"renew:{provider}")
@@ -287,7 +289,7 @@ class Engine:
                     break
                 batches += 1
                 inflight.add(asyncio.create_task(self._process(rt, batch, report, deletions, progress)))
-                if len(inflight) >= 3 and await self._settle(
+                if len(inflight) >= BATCHES_IN_FLIGHT and await self._settle(
                     inflight, report, bound, asyncio.FIRST_COMPLETED
                 ):
                     break
@@ -452,9 +454,7 @@ class Engine:
                     counts["unchanged"] += 1
                     done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
                     continue
-                kind = (
-                    "created" if t["content_hash"] is None else "restored" if t["deleted_at"] else "updated"
-                )
+                kind = change_kind(t["content_hash"], t["deleted_at"])
                 changed.append((t, o.identity.to_doc(), h, kind))
                 done.add(uid, kind, next_in=_jitter(cfg.interval), body_hash=o.body_hash)
             elif isinstance(o.error, NotFound):
@@ -508,17 +508,8 @@ class Engine:
                 before = record_from_row(row) if row is not None else None
                 if row is None and kind != "created":
                     kind = "created"  # the mirror row vanished since the lease: treat as new
-                payload = {
-                    "provider": rt.name,
-                    "provider_type": cfg.type,  # type: ignore[attr-defined]
-                    "user_id": uid,
-                    "version": doc.get("source_version"),
-                    "before": before,
-                    "after": doc,
-                    "observed_at": observed,
-                }
-                if before is not None:  # a creation's patch is added by the store
-                    payload["patch"] = patch(before, doc)
+                # a creation's patch is added by the store (see apply_changes)
+                payload = _payload(rt, uid, doc.get("source_version"), before, doc, observed)
                 if kind == "updated" and not payload["patch"]:
                     rehash.append((uid, h))  # same record, new hash definition (ignore_fields edited)
                     counts["unchanged"] += 1
@@ -587,17 +578,7 @@ class Engine:
         for uid, row in rows.items():
             if row["deleted_at"] is not None:
                 continue
-            before = record_from_row(row)
-            payload = {
-                "provider": rt.name,
-                "provider_type": rt.config.type,  # type: ignore[attr-defined]
-                "user_id": uid,
-                "version": row["source_version"],
-                "before": before,
-                "after": None,
-                "patch": patch(before, None),
-                "observed_at": observed,
-            }
+            payload = _payload(rt, uid, row["source_version"], record_from_row(row), None, observed)
             eid = event_id(rt.name, uid, "deleted", row["content_hash"], None, row["changed_at"])
             changes.add(uid, eid, "user.deleted", payload, row["content_hash"])
         if changes:
@@ -641,7 +622,7 @@ class Engine:
                     ):
                         report.counts["unchanged"] += 1
                         continue
-                    kind = "created" if row is None else "restored" if row["deleted_at"] else "updated"
+                    kind = change_kind(*((row["content_hash"], row["deleted_at"]) if row else (None, None)))
                     report.counts[kind] += 1
                     report.diffs.append((uid, kind, patch(before, doc)))
                 elif isinstance(o.error, NotFound):
@@ -654,6 +635,30 @@ class Engine:
             if progress is not None:
                 progress(len(targets))
         return report
+
+
+def _payload(
+    rt: ProviderRuntime,
+    user_id: str,
+    version: str | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    observed: str,
+) -> dict[str, Any]:
+    """An outbox event's payload. The patch is left out of a creation: the
+    store builds it from ``after`` so the document is sent only once."""
+    payload: dict[str, Any] = {
+        "provider": rt.name,
+        "provider_type": rt.config.type,  # type: ignore[attr-defined]
+        "user_id": user_id,
+        "version": version,
+        "before": before,
+        "after": after,
+        "observed_at": observed,
+    }
+    if before is not None:
+        payload["patch"] = patch(before, after)
+    return payload
 
 
 def _jitter(seconds: float) -> float:

@@ -64,7 +64,7 @@ class Identity:
     def from_doc(cls, doc: Mapping[str, Any]) -> Identity:
         kw: dict[str, Any] = {k: doc.get(k) for k in CORE_FIELDS if k in doc}
         kw["emails"] = tuple(Email(**e) for e in doc.get("emails") or ())
-        if kw.get("updated_at"):
+        if isinstance(kw.get("updated_at"), str):  # from JSON; a database row gives a datetime
             kw["updated_at"] = datetime.fromisoformat(kw["updated_at"])
         kw["raw"] = doc.get("raw") or {}
         return cls(**kw)
