@@ -316,3 +316,15 @@ async def test_no_secret_from_the_wacht_body_reaches_the_mirror_outbox_or_logs(
         assert "access_token" not in raw["social_connections"][0]
         assert "cost_center" not in raw["public_metadata"]  # a configured redact_fields entry
         assert raw["social_connections"][0]["provider"] == "x_oauth"  # the rest is kept
+
+
+@pytest.mark.parametrize("ptype", ["wacht", "fortanix", "webex", "scim"])
+async def test_listing_pages_through_every_user(ptype, make_config, engine_for, monkeypatch):
+    """list_ids follows each API's paging (SCIM startIndex, Fortanix start=<last id>)."""
+    f = fake(ptype)
+    async with f:
+        monkeypatch.setenv(TOKEN_ENV, f.token)
+        ids = f.seed(230)  # more than two pages of 100
+        engine = await engine_for(make_config((ptype, f)))
+        listed = [uid async for uid in engine.runtime(ptype).adapter.list_ids()]
+        assert sorted(listed) == sorted(ids)

@@ -39,8 +39,13 @@ class Provider(Protocol):
         """Prove the credentials are accepted (raises ``AuthError`` if not)."""
         ...
 
+
+class ListsUsers(Protocol):
+    """Optional: adapters whose API can list users (Wacht, Fortanix, Webex,
+    SCIM) also implement this; ZITADEL's list is a POST search, not wired yet."""
+
     def list_ids(self) -> AsyncIterator[str]:
-        """Every user id the provider holds, where the API can list them."""
+        """Every user id the provider holds, page by page."""
         ...
 
 

@@ -8,7 +8,6 @@ following the gRPC code.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
 import aiohttp
@@ -119,7 +118,3 @@ class ZitadelProvider:
 
     async def check(self) -> None:
         await probe(self.client, f"{self.config.base_url}/v2/users/syncd-credential-check")
-
-    async def list_ids(self) -> AsyncIterator[str]:
-        raise NotImplementedError("listing ZITADEL users is not supported yet")
-        yield ""  # pragma: no cover
