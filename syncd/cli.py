@@ -248,9 +248,8 @@ async def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
     print(f"config: {cfg.source}: ok ({len(cfg.providers)} provider(s))")
     ok = True
     try:
-        async with open_store(cfg, migrate=False) as store:
+        async with open_store(cfg, migrate=False):  # connects and checks the schema
             print("database: reachable, schema current")
-            del store
     except SyncdError as exc:
         print(f"database: FAILED: {exc}")
         ok = False
