@@ -508,7 +508,7 @@ class Engine:
                 before = record_from_row(row) if row is not None else None
                 if row is None and kind != "created":
                     kind = "created"  # the mirror row vanished since the lease: treat as new
-                # a creation's patch is added by the store (see apply_changes)
+                # a creation's patch is added by the store (see write_batch in queries.sql)
                 payload = _payload(rt, uid, doc.get("source_version"), before, doc, observed)
                 if kind == "updated" and not payload["patch"]:
                     rehash.append((uid, h))  # same record, new hash definition (ignore_fields edited)

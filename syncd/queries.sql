@@ -49,17 +49,23 @@ SELECT user_id, username, display_name, given_name, family_name, email,
 FROM syncd.users
 WHERE provider = $1 AND user_id = ANY($2::text[]);
 
--- name: apply_changes
--- $1 provider, $2 user_id[], $3 event_id[], $4 event_type[], $5 payload jsonb[], $6 content_hash[]
--- The mirror row is the event's payload.after (NULL after = a deletion).
--- A payload sent without "patch" is a creation: its patch is built here, one
+-- name: write_batch
+-- $1 provider, $2 lease owner,
+-- changes: $3 user_id[], $4 event_id[], $5 event_type[], $6 payload jsonb[], $7 content_hash[],
+-- targets: $8 user_id[], $9 status[], $10 error[], $11 seconds until next sync[],
+--          $12 not_found_count[], $13 not_found_since[], $14 failed[], $15 body_hash[]
+-- Everything a batch writes, in ONE statement (atomic on its own, one round
+-- trip, no BEGIN/COMMIT): insert the events; write the mirror rows of exactly
+-- the events that went in (an event id that already exists, because a racing
+-- writer got there first, writes nothing); release the batch's leases and
+-- schedule each target's next sync; NOTIFY syncd_outbox with the number of
+-- events (delivered at commit).
+-- The mirror row is the event's payload.after (NULL after = a deletion). A
+-- payload sent without "patch" is a creation: its patch is built here, one
 -- RFC 6902 "add" of the whole document at the root (saves sending it twice).
--- One statement, so atomic on its own: insert the events, then write the
--- mirror rows of exactly the events that were inserted. An event id that
--- already exists (a racing writer got there first) writes nothing.
 WITH input AS (
     SELECT i.*, nullif(i.payload -> 'after', 'null'::jsonb) AS record
-    FROM unnest($2::text[], $3::uuid[], $4::text[], $5::jsonb[], $6::text[])
+    FROM unnest($3::text[], $4::uuid[], $5::text[], $6::jsonb[], $7::text[])
         AS i(user_id, event_id, event_type, payload, content_hash)
 ), ev AS (
     INSERT INTO syncd.outbox (id, aggregatetype, aggregateid, type, payload)
@@ -103,30 +109,32 @@ WITH input AS (
     FROM written w
     WHERE w.record IS NULL AND u.provider = $1 AND u.user_id = w.user_id
     RETURNING 1
+), finished AS (
+    -- only rows still leased by us: a lease that expired and was taken over is not ours
+    UPDATE syncd.targets t SET
+        leased_by = NULL,
+        lease_expires_at = NULL,
+        next_sync_at = now() + make_interval(secs => i.next_in),
+        last_synced_at = CASE WHEN i.failed THEN t.last_synced_at ELSE now() END,
+        last_status = i.status,
+        last_error = i.error,
+        attempts = CASE WHEN i.failed THEN t.attempts + 1 ELSE 0 END,
+        not_found_count = i.nf_count,
+        not_found_since = i.nf_since,
+        body_hash = i.body_hash
+    FROM unnest($8::text[], $9::text[], $10::text[], $11::float8[], $12::int[], $13::timestamptz[],
+                $14::bool[], $15::text[])
+        AS i(user_id, status, error, next_in, nf_count, nf_since, failed, body_hash)
+    WHERE t.provider = $1 AND t.user_id = i.user_id AND t.leased_by = $2
+    RETURNING 1
+), counted AS (
+    SELECT count(*) AS events FROM ev
 )
-SELECT (SELECT count(*) FROM ev) AS events,
-       (SELECT count(*) FROM upserted) + (SELECT count(*) FROM deleted) AS rows;
-
--- name: finish_targets
--- $1 provider, $2 lease owner, $3 user_id[], $4 status[], $5 error[], $6 seconds until next sync[],
--- $7 not_found_count[], $8 not_found_since[], $9 failed[], $10 body_hash[]
--- Bookkeeping for a leased batch: release the lease and schedule the next sync.
--- Only rows still leased by us: a lease that expired and was taken over is not ours.
-UPDATE syncd.targets t SET
-    leased_by = NULL,
-    lease_expires_at = NULL,
-    next_sync_at = now() + make_interval(secs => i.next_in),
-    last_synced_at = CASE WHEN i.failed THEN t.last_synced_at ELSE now() END,
-    last_status = i.status,
-    last_error = i.error,
-    attempts = CASE WHEN i.failed THEN t.attempts + 1 ELSE 0 END,
-    not_found_count = i.nf_count,
-    not_found_since = i.nf_since,
-    body_hash = i.body_hash
-FROM unnest($3::text[], $4::text[], $5::text[], $6::float8[], $7::int[], $8::timestamptz[], $9::bool[],
-            $10::text[])
-    AS i(user_id, status, error, next_in, nf_count, nf_since, failed, body_hash)
-WHERE t.provider = $1 AND t.user_id = i.user_id AND t.leased_by = $2;
+SELECT c.events,
+       (SELECT count(*) FROM upserted) + (SELECT count(*) FROM deleted) AS rows,
+       (SELECT count(*) FROM finished) AS targets,
+       CASE WHEN c.events > 0 THEN pg_notify('syncd_outbox', c.events::text) END AS notified
+FROM counted c;
 
 -- name: release_leases
 -- $1 lease owner, $2 provider (NULL = every provider)

@@ -96,6 +96,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", schema="pg_catalog", encoder=jsonutil.dumps, decoder=jsonutil.loads)
 
 
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's reset query (``RESET ALL; UNLISTEN *; …``),
+    which is a round trip per statement: syncd keeps no session state on pooled
+    connections (LISTEN has its own connection, advisory locks are
+    transaction-scoped), and an open transaction is still rolled back."""
+
+
 def _translate(exc: BaseException) -> StoreUnavailable:
     return StoreUnavailable(f"PostgreSQL unavailable: {exc.__class__.__name__}: {exc}".strip())
 
@@ -118,6 +125,7 @@ class Store:
                 init=_init_connection,
                 command_timeout=60,
                 server_settings={"application_name": "syncd"},
+                reset=_keep_session,
             )
         except CONNECTION_ERRORS as exc:
             raise _translate(exc) from exc
@@ -234,26 +242,16 @@ class Store:
 
     # -- the write path ---------------------------------------------------------------------
     async def write_batch(self, provider: str, owner: str, changes: ChangeSet, done: TargetUpdates) -> int:
-        """Events + mirror rows + target bookkeeping for one batch, atomically
-        (one transaction; a single round trip when nothing changed)."""
+        """Events + mirror rows + target bookkeeping for one batch: one statement
+        (so atomic, and one round trip); returns the number of events written."""
         self.round_trips += 1
         try:
-            async with self.pool.acquire() as conn:
-                if not changes:
-                    await conn.execute(self.q["finish_targets"], provider, owner, *done.columns())
-                    return 0
-                async with conn.transaction():
-                    row = await conn.fetchrow(self.q["apply_changes"], provider, *changes.columns())
-                    if self.before_finish is not None:
-                        await self.before_finish()
-                    await conn.execute(self.q["finish_targets"], provider, owner, *done.columns())
-                return int(row["events"]) if row else 0
+            row = await self.pool.fetchrow(
+                self.q["write_batch"], provider, owner, *changes.columns(), *done.columns()
+            )
         except CONNECTION_ERRORS as exc:
             raise _translate(exc) from exc
-
-    #: test hook: runs inside the write transaction, between the mirror/outbox
-    #: write and the target bookkeeping (to prove a failure there rolls back both)
-    before_finish: Callable[[], Any] | None = None
+        return int(row["events"]) if row else 0
 
     # -- runs ------------------------------------------------------------------------
     async def start_run(self, provider: str, trigger: str, replica: str) -> int:
@@ -316,7 +314,7 @@ RUN_COUNTS = (
 
 @dataclass(slots=True)
 class ChangeSet:
-    """Column arrays for ``apply_changes`` (one statement for the whole batch)."""
+    """The events of a batch, as column arrays for the ``write_batch`` statement."""
 
     user_ids: list[str]
     event_ids: list[Any]
@@ -346,7 +344,7 @@ class ChangeSet:
 
 @dataclass(slots=True)
 class TargetUpdates:
-    """Column arrays for ``finish_targets``."""
+    """The bookkeeping of a batch, as column arrays for the ``write_batch`` statement."""
 
     user_ids: list[str]
     statuses: list[str]

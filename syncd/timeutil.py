@@ -19,6 +19,15 @@ def parse_rfc3339(value: str | None) -> datetime | None:
     """RFC 3339, including ZITADEL's nanosecond fractions (Python keeps micros)."""
     if not value:
         return None
+    try:  # Python 3.11 reads "Z" and drops digits past microseconds itself
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return _parse_rfc3339_slow(value)
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _parse_rfc3339_slow(value: str) -> datetime | None:
+    """What ``fromisoformat`` refuses: spaces around it, a lower-case "z"."""
     text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), value.strip(), count=1)
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"

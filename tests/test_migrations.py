@@ -97,6 +97,31 @@ async def test_applying_all_migrations_gives_the_schema_the_code_expects(empty_d
         await store.close()
 
 
+async def test_events_are_stored_without_per_row_trigger_or_pglz(empty_db_url):
+    """What 005 changed for write speed: no trigger copying each inserted event,
+    and event payloads left uncompressed where the server has no lz4."""
+    store = await Store.connect(empty_db_url)
+    try:
+        await store.migrate()
+        triggers = await store.pool.fetchval(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'syncd.outbox'::regclass AND NOT tgisinternal"
+        )
+        assert triggers == 0
+        method = await store.pool.fetchval(
+            "SELECT attcompression::text FROM pg_attribute"
+            " WHERE attrelid = 'syncd.outbox'::regclass AND attname = 'payload'"
+        )
+        options = await store.pool.fetchval(
+            "SELECT reloptions FROM pg_class WHERE oid = 'syncd.outbox'::regclass"
+        )
+        if method == "l":
+            assert not options
+        else:
+            assert options == ["toast_tuple_target=8160"]
+    finally:
+        await store.close()
+
+
 async def test_migrate_twice_is_a_no_op(empty_db_url):
     store = await Store.connect(empty_db_url)
     try:

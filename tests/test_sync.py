@@ -169,25 +169,32 @@ async def test_ignored_fields_never_cause_events(store, zitadel, make_config, en
     assert report.counts["updated"] == 1
 
 
-async def test_a_failure_inside_the_write_transaction_leaves_no_event_and_no_mirror_row(
+async def test_a_failure_inside_the_write_leaves_no_event_and_no_mirror_row(
     store, zitadel, make_config, engine_for
 ):
+    """The target bookkeeping is written last, by the same statement as the
+    events and the mirror rows: make it fail, and nothing of the batch stays."""
     ids = zitadel.seed(10)
     engine = await engine_for(make_config(zitadel, concurrency=4))
     await store.add_targets("zitadel", ids)
+    await store.pool.execute(
+        """
+        CREATE FUNCTION syncd.test_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION 'injected failure in the target bookkeeping'; END $$;
+        CREATE TRIGGER test_boom BEFORE UPDATE OF last_status ON syncd.targets
+            FOR EACH ROW WHEN (NEW.last_status = 'created') EXECUTE FUNCTION syncd.test_boom();
+        """
+    )
+    try:
+        with pytest.raises(asyncpg.RaiseError, match="injected"):
+            await engine.sync("zitadel")
+        assert await events(store) == []
+        assert await mirror(store) == {}
+        run = await store.pool.fetchrow("SELECT status, error FROM syncd.sync_runs")
+        assert run["status"] == "failed" and "injected" in run["error"]
+    finally:
+        await store.pool.execute("DROP TRIGGER test_boom ON syncd.targets; DROP FUNCTION syncd.test_boom()")
 
-    async def boom() -> None:
-        raise RuntimeError("injected failure between the mirror write and the bookkeeping")
-
-    store.before_finish = boom
-    with pytest.raises(RuntimeError, match="injected"):
-        await engine.sync("zitadel")
-    assert await events(store) == []
-    assert await mirror(store) == {}
-    run = await store.pool.fetchrow("SELECT status, error FROM syncd.sync_runs")
-    assert run["status"] == "failed" and "injected" in run["error"]
-
-    store.before_finish = None
     report = await sync_all(engine)
     assert report.counts["created"] == 10
     # every event corresponds to exactly one mirror change
