@@ -124,7 +124,14 @@ class Store:
                 max_size=max_size,
                 init=_init_connection,
                 command_timeout=60,
-                server_settings={"application_name": "syncd"},
+                server_settings={
+                    "application_name": "syncd",
+                    # plan every batch statement for its own arrays and the tables as
+                    # they are now: a generic plan, made once when a mirror was small
+                    # (a first sync, or after a TRUNCATE), kept scanning the whole
+                    # table per row as it grew (a 20k first sync: 6 s became 22 s)
+                    "plan_cache_mode": "force_custom_plan",
+                },
                 reset=_keep_session,
             )
         except CONNECTION_ERRORS as exc:
