@@ -51,12 +51,18 @@ def record_hash(doc: dict[str, Any], ignore: Iterable[str] = ()) -> str:
     return content_hash(without_fields(doc, ignore))
 
 
-def identity_hash(identity: Identity, ignore: Sequence[str] = ()) -> str:
-    """``record_hash`` of the identity. With nothing ignored, orjson serializes
-    the dataclass directly (a few µs; this runs for every fetched user)."""
+def record_json_and_hash(identity: Identity, ignore: Sequence[str] = ()) -> tuple[bytes, str]:
+    """The record's canonical JSON and the hash that decides "unchanged". With
+    nothing ignored the hash is of those very bytes, so a creation's event
+    carries them as they are instead of encoding the record again."""
+    record = identity.canonical_json()
     if ignore:
-        return record_hash(identity.to_doc(), ignore)
-    return hashlib.sha256(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        return record, record_hash(orjson.loads(record), ignore)
+    return record, hashlib.sha256(record).hexdigest()
+
+
+def identity_hash(identity: Identity, ignore: Sequence[str] = ()) -> str:
+    return record_json_and_hash(identity, ignore)[1]
 
 
 def patch(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, Any]]:

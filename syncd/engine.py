@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import random
 import socket
@@ -18,11 +19,12 @@ from datetime import datetime
 from typing import Any
 
 import aiohttp
+import orjson
 import structlog
 
 from syncd import __version__, metrics
 from syncd.config import Config, ProviderBase
-from syncd.diff import identity_hash, patch
+from syncd.diff import identity_hash, patch, record_json_and_hash
 from syncd.errors import (
     AuthError,
     BodyUnchanged,
@@ -41,6 +43,7 @@ log = structlog.get_logger("syncd.engine")
 
 #: namespace of the deterministic outbox event ids (uuid5)
 EVENT_NAMESPACE = uuid.UUID("6f1c1d3e-5b8a-4c47-9a52-3e0c2b9d7a11")
+_EVENT_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
 
 
 def default_replica() -> str:
@@ -54,20 +57,29 @@ def event_id(
     before_hash: str | None,
     after_hash: str | None,
     marker: datetime | None,
-) -> uuid.UUID:
+) -> str:
     """Deterministic: two writers racing on the same change compute the same id
     (and the outbox's primary key lets only one in). ``marker`` is a timestamp
     both racing writers read but a later identical change cannot share: it
-    tells A→B apart from a later A→B after B→A."""
-    parts = [
-        provider,
-        user_id,
-        kind,
-        before_hash or "",
-        after_hash or "",
-        marker.isoformat() if marker else "",
-    ]
-    return uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(parts))
+    tells A→B apart from a later A→B after B→A.
+
+    It is ``str(uuid.uuid5(EVENT_NAMESPACE, name))``, built from the SHA-1 by
+    hand and returned as text, which asyncpg encodes without a UUID object."""
+    name = "\x1f".join(
+        (
+            provider,
+            user_id,
+            kind,
+            before_hash or "",
+            after_hash or "",
+            marker.isoformat() if marker else "",
+        )
+    )
+    digest = bytearray(hashlib.sha1(_EVENT_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def record_from_row(row: Any) -> dict[str, Any]:
@@ -438,7 +450,7 @@ class Engine:
         cfg, sync = rt.config, self.config.sync
         now = utcnow()
         changes, done = ChangeSet.empty(), TargetUpdates.empty()
-        changed: list[tuple[Any, dict[str, Any], str, str]] = []
+        changed: list[tuple[Any, Identity, bytes, str, str]] = []
         counts = report.counts
         for o in outcomes:
             t = o.target
@@ -449,13 +461,13 @@ class Engine:
                 done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
             elif o.identity is not None:
                 counts["fetched"] += 1
-                h = identity_hash(o.identity, rt.ignore)
+                record, h = record_json_and_hash(o.identity, rt.ignore)
                 if t["content_hash"] == h and t["deleted_at"] is None:
                     counts["unchanged"] += 1
                     done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
                     continue
                 kind = change_kind(t["content_hash"], t["deleted_at"])
-                changed.append((t, o.identity.to_doc(), h, kind))
+                changed.append((t, o.identity, record, h, kind))
                 done.add(uid, kind, next_in=_jitter(cfg.interval), body_hash=o.body_hash)
             elif isinstance(o.error, NotFound):
                 counts["not_found"] += 1
@@ -498,22 +510,29 @@ class Engine:
                 )
         if changed:
             before_rows = await self.store.mirror_rows(
-                rt.name, [t["user_id"] for t, _, _, kind in changed if kind != "created"]
+                rt.name, [t["user_id"] for t, _, _, _, kind in changed if kind != "created"]
             )
             observed = now.isoformat()
             rehash: list[tuple[str, str]] = []
-            for t, doc, h, kind in changed:
+            for t, identity, record, h, kind in changed:
                 uid = t["user_id"]
                 row = before_rows.get(uid)
-                before = record_from_row(row) if row is not None else None
-                if row is None and kind != "created":
-                    kind = "created"  # the mirror row vanished since the lease: treat as new
-                # a creation's patch is added by the store (see write_batch in queries.sql)
-                payload = _payload(rt, uid, doc.get("source_version"), before, doc, observed)
-                if kind == "updated" and not payload["patch"]:
-                    rehash.append((uid, h))  # same record, new hash definition (ignore_fields edited)
-                    counts["unchanged"] += 1
-                    continue
+                if row is None:
+                    # a creation carries the record's bytes as they are, and its patch
+                    # is built by the store (see write_batch in queries.sql); so is a
+                    # mirror row that vanished since the lease
+                    kind = "created"
+                    after: Any = orjson.Fragment(record)
+                    payload = _payload(rt, uid, identity.source_version, None, after, observed)
+                else:
+                    after = orjson.loads(record)
+                    payload = _payload(
+                        rt, uid, identity.source_version, record_from_row(row), after, observed
+                    )
+                    if kind == "updated" and not payload["patch"]:
+                        rehash.append((uid, h))  # same record, new hash definition (ignore_fields edited)
+                        counts["unchanged"] += 1
+                        continue
                 # what tells this change apart from an identical earlier one: for an update
                 # or restore the mirror row's changed_at; for a creation (also of a mirror
                 # row that vanished) when the target was last synced
@@ -642,11 +661,12 @@ def _payload(
     user_id: str,
     version: str | None,
     before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
+    after: dict[str, Any] | orjson.Fragment | None,
     observed: str,
 ) -> dict[str, Any]:
     """An outbox event's payload. The patch is left out of a creation: the
-    store builds it from ``after`` so the document is sent only once."""
+    store builds it from ``after`` so the document is sent only once (and
+    ``after`` may then be the record's canonical JSON, as an orjson Fragment)."""
     payload: dict[str, Any] = {
         "provider": rt.name,
         "provider_type": rt.config.type,  # type: ignore[attr-defined]
@@ -657,6 +677,7 @@ def _payload(
         "observed_at": observed,
     }
     if before is not None:
+        assert not isinstance(after, orjson.Fragment), "only a creation's record is passed as bytes"
         payload["patch"] = patch(before, after)
     return payload
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, Literal
 
+import orjson
+
 Kind = Literal["human", "machine"]
 
 
@@ -16,14 +18,6 @@ class Email:
     type: str | None = None
     primary: bool | None = None
     verified: bool | None = None
-
-    def to_doc(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"value": self.value}
-        for name in ("type", "primary", "verified"):
-            value = getattr(self, name)
-            if value is not None:
-                doc[name] = value
-        return doc
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -52,12 +46,15 @@ class Identity:
     source_version: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
 
+    def canonical_json(self) -> bytes:
+        """The record as canonical JSON (sorted keys, no whitespace): the bytes
+        that are hashed, stored and put in events. orjson serializes the
+        dataclass itself, so this costs a few µs for every fetched user."""
+        return orjson.dumps(self, option=orjson.OPT_SORT_KEYS, default=_plain)
+
     def to_doc(self) -> dict[str, Any]:
-        """The JSON document that is diffed, stored and put in events."""
-        doc = {name: getattr(self, name) for name in _SCALARS}
-        doc["emails"] = [e.to_doc() for e in self.emails]
-        doc["updated_at"] = self.updated_at.isoformat() if self.updated_at is not None else None
-        doc["raw"] = dict(self.raw)
+        """The record as the JSON document that is diffed, stored and put in events."""
+        doc: dict[str, Any] = orjson.loads(self.canonical_json())
         return doc
 
     @classmethod
@@ -71,8 +68,13 @@ class Identity:
 
 
 CORE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Identity))
-#: fields copied as they are by to_doc (it runs for every changed user)
-_SCALARS: tuple[str, ...] = tuple(n for n in CORE_FIELDS if n not in ("emails", "updated_at", "raw"))
+
+
+def _plain(value: Any) -> Any:
+    """What orjson can't serialize itself: a raw document that is a Mapping but no dict."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def primary_email(emails: tuple[Email, ...]) -> Email | None:

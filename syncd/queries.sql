@@ -51,22 +51,25 @@ WHERE provider = $1 AND user_id = ANY($2::text[]);
 
 -- name: write_batch
 -- $1 provider, $2 lease owner,
--- changes: $3 user_id[], $4 event_id[], $5 event_type[], $6 payload jsonb[], $7 content_hash[],
--- targets: $8 user_id[], $9 status[], $10 error[], $11 seconds until next sync[],
---          $12 not_found_count[], $13 not_found_since[], $14 failed[], $15 body_hash[]
+-- $3 changes: jsonb [[user_id, event_id, event_type, payload, content_hash], ...]
+-- $4 targets: jsonb [[user_id, status, error, seconds until next sync, not_found_count,
+--                     not_found_since, failed, body_hash], ...]
 -- Everything a batch writes, in ONE statement (atomic on its own, one round
 -- trip, no BEGIN/COMMIT): insert the events; write the mirror rows of exactly
 -- the events that went in (an event id that already exists, because a racing
 -- writer got there first, writes nothing); release the batch's leases and
 -- schedule each target's next sync; NOTIFY syncd_outbox with the number of
--- events (delivered at commit).
+-- events (delivered at commit). The rows come as two jsonb documents rather
+-- than a dozen arrays: see ChangeSet in store.py.
 -- The mirror row is the event's payload.after (NULL after = a deletion). A
 -- payload sent without "patch" is a creation: its patch is built here, one
 -- RFC 6902 "add" of the whole document at the root (saves sending it twice).
-WITH input AS (
-    SELECT i.*, nullif(i.payload -> 'after', 'null'::jsonb) AS record
-    FROM unnest($3::text[], $4::uuid[], $5::text[], $6::jsonb[], $7::text[])
-        AS i(user_id, event_id, event_type, payload, content_hash)
+WITH rows AS (
+    SELECT c ->> 0 AS user_id, (c ->> 1)::uuid AS event_id, c ->> 2 AS event_type,
+           c -> 3 AS payload, c ->> 4 AS content_hash
+    FROM jsonb_array_elements($3::jsonb) AS c
+), input AS (
+    SELECT r.*, nullif(r.payload -> 'after', 'null'::jsonb) AS record FROM rows r
 ), ev AS (
     INSERT INTO syncd.outbox (id, aggregatetype, aggregateid, type, payload)
     SELECT event_id, 'user', $1 || ':' || user_id, event_type,
@@ -122,9 +125,10 @@ WITH input AS (
         not_found_count = i.nf_count,
         not_found_since = i.nf_since,
         body_hash = i.body_hash
-    FROM unnest($8::text[], $9::text[], $10::text[], $11::float8[], $12::int[], $13::timestamptz[],
-                $14::bool[], $15::text[])
-        AS i(user_id, status, error, next_in, nf_count, nf_since, failed, body_hash)
+    FROM (SELECT b ->> 0 AS user_id, b ->> 1 AS status, b ->> 2 AS error,
+                 (b ->> 3)::float8 AS next_in, (b ->> 4)::int AS nf_count,
+                 (b ->> 5)::timestamptz AS nf_since, (b ->> 6)::bool AS failed, b ->> 7 AS body_hash
+          FROM jsonb_array_elements($4::jsonb) AS b) AS i
     WHERE t.provider = $1 AND t.user_id = i.user_id AND t.leased_by = $2
     RETURNING 1
 ), counted AS (

@@ -427,3 +427,21 @@ async def mirror_rows_scanned(store: Store) -> int:
 
 async def backend_gone(store: Store, pid: int) -> bool:
     return not await store.pool.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+
+
+def test_event_ids_are_the_uuid5_of_the_change():
+    """Event ids are part of the outbox contract (a re-run after a crash, maybe
+    by a newer syncd, must compute the same ones): pinned to RFC 4122 uuid5."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from syncd.engine import EVENT_NAMESPACE, event_id
+
+    marker = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    name = "\x1f".join(["zitadel", "42", "updated", "a" * 64, "b" * 64, marker.isoformat()])
+    assert event_id("zitadel", "42", "updated", "a" * 64, "b" * 64, marker) == str(
+        uuid.uuid5(EVENT_NAMESPACE, name)
+    )
+    assert event_id("zitadel", "42", "created", None, "b" * 64, None) == str(
+        uuid.uuid5(EVENT_NAMESPACE, "\x1f".join(["zitadel", "42", "created", "", "b" * 64, ""]))
+    )
