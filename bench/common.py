@@ -15,11 +15,15 @@ from syncd import embedded
 
 
 @contextlib.asynccontextmanager
-async def fake_process(provider_type: str, users: int, *, record: bool = False) -> AsyncIterator[str]:
+async def fake_process(
+    provider_type: str, users: int, *, record: bool = False, plain: bool = False
+) -> AsyncIterator[str]:
     """``syncd.testing.serve`` in a child process: client and server don't share a loop."""
     args = [sys.executable, "-m", "syncd.testing.serve", "--type", provider_type, "--users", str(users)]
     if record:
         args.append("--record")
+    if plain:
+        args.append("--plain")
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
@@ -50,6 +54,40 @@ async def fresh_database(name: str = "syncd_bench") -> AsyncIterator[str]:
 
     parts = urlsplit(admin_url)
     yield urlunsplit(parts._replace(path="/" + name))
+
+
+def cpu_seconds_by_process() -> dict[str, float]:
+    """CPU time (user + system) so far of the processes that share this
+    machine in a benchmark: this one (syncd), the fake provider (a
+    ``syncd.testing.serve`` process) and every PostgreSQL process. Read from
+    /proc, so Linux only ({} elsewhere); a remote database shows as 0."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    me = os.getpid()
+    out = {"syncd": 0.0, "provider": 0.0, "postgres": 0.0}
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as fh:
+                stat = fh.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # gone meanwhile
+        comm = stat[stat.find("(") + 1 : stat.rfind(")")]
+        if int(pid) == me:
+            key = "syncd"
+        elif "syncd.testing.serve" in cmdline:
+            key = "provider"
+        elif comm == "postgres" or cmdline.startswith("postgres"):
+            key = "postgres"
+        else:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        out[key] += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return out
 
 
 def peak_rss_mb() -> float:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any, Protocol
 
+import orjson
 from aiohttp import web
 
 from syncd import jsonutil
@@ -97,12 +98,15 @@ class FakeProvider:
     latency: float = 0.0
     #: headers added to every response (Webex's TrackingID)
     response_headers: dict[str, str] = field(default_factory=dict)
+    #: serve bodies only: no request log, no faults (the benchmark's provider,
+    #: as cheap as the framework allows, since it shares the cores with syncd)
+    plain: bool = False
     url: str = ""
     _runner: web.AppRunner | None = None
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self, port: int = 0) -> str:
-        app = web.Application(middlewares=[self._middleware])
+        app = web.Application(middlewares=[] if self.plain else [self._middleware])
         app.add_routes(self.dialect.routes(self))
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -273,7 +277,7 @@ class FakeProvider:
         doc = self.users.get(user_id)
         if doc is None:
             return self.error(404, "User could not be found")
-        return web.json_response(doc, dumps=jsonutil.dumps)
+        return web.Response(body=orjson.dumps(doc), content_type="application/json")
 
 
 def retry_after_date(seconds: float) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from syncd import jsonutil
+from syncd.process import tune_gc
 from syncd.testing.dialects import DIALECTS
 from syncd.testing.fake import Dialect, FakeProvider
 
@@ -111,10 +112,10 @@ def control_routes(fake: FakeProvider, users: LazyUsers) -> list[web.RouteDef]:
     ]
 
 
-async def serve(provider_type: str, count: int, port: int, token: str, record: bool) -> None:
+async def serve(provider_type: str, count: int, port: int, token: str, record: bool, plain: bool) -> None:
     dialect = DIALECTS[provider_type]()
     users = LazyUsers(dialect, count)
-    fake = FakeProvider(dialect=dialect, token=token, users=users)  # type: ignore[arg-type]
+    fake = FakeProvider(dialect=dialect, token=token, users=users, plain=plain)  # type: ignore[arg-type]
     if not record:  # a 100k-request benchmark should not grow the fake's memory
         fake.requests = _Discard()  # type: ignore[assignment]
     original = dialect.routes
@@ -147,8 +148,12 @@ def main() -> None:
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--token", default=os.environ.get("SYNCD_FAKE_TOKEN", "fake-token"))
     p.add_argument("--record", action="store_true", help="keep every request (for arrival-time checks)")
+    p.add_argument("--plain", action="store_true", help="serve bodies only: no faults, no request log")
     args = p.parse_args()
-    asyncio.run(serve(args.type, args.users, args.port, args.token, args.record))
+    if args.record and args.plain:
+        p.error("--record needs the request log that --plain leaves out")
+    tune_gc()  # a long run allocating per request, like syncd's own
+    asyncio.run(serve(args.type, args.users, args.port, args.token, args.record, args.plain))
 
 
 if __name__ == "__main__":
