@@ -1,15 +1,17 @@
 """Throughput, round trips and memory of a full resync.
 
-    python -m bench [--users 100000] [--concurrency 64] [--batch-size 1000] [--repeat 3]
+    python -m bench [--users 100000] [--concurrency 64] [--batch-size 1000] [--rounds 3]
 
 Starts a fake ZITADEL in its own process and a database (embedded unless
 ``$SYNCD_DATABASE_URL``), then measures: fetch-only (the ceiling: the same
 HTTP fetching with nothing else), first sync (every user created), a
 no-change resync, and a resync with 1% of users changed upstream.
 
-Each phase runs ``--repeat`` times (a first sync on an emptied mirror each
-time) and the fastest run counts, as timeit does: on a shared machine the
-slower runs measure the neighbours. Every run is printed with ``--verbose``.
+The phases run in ``--rounds`` rounds, each one every phase back to back (a
+first sync on an emptied mirror each time), and the round with the median
+ratio to fetch-only is reported: on a shared machine whose speed drifts, runs
+a few seconds apart compare fairly, runs minutes apart don't. ``--verbose``
+prints every run.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -85,7 +88,7 @@ async def measured(work: Callable[[], Awaitable[T]]) -> tuple[float, dict[str, f
     return elapsed, {k: cpu1[k] - cpu0.get(k, 0.0) for k in cpu1}, result
 
 
-async def bench(users: int, concurrency: int, batch_size: int, repeat: int, verbose: bool) -> None:
+async def bench(users: int, concurrency: int, batch_size: int, rounds: int, verbose: bool) -> None:
     logs.configure("warning", "console")
     async with fake_process("zitadel", users, plain=True) as url, fresh_database() as db_url:
         os.environ[TOKEN_ENV] = "fake-token"
@@ -109,24 +112,21 @@ async def bench(users: int, concurrency: int, batch_size: int, repeat: int, verb
         await store.migrate()
         await store.add_targets("bench", ids)
         print(
-            f"syncd benchmark: {users} users, concurrency {concurrency}, batch {batch_size}, best of {repeat}"
+            f"syncd benchmark: {users} users, concurrency {concurrency}, batch {batch_size}, {rounds} rounds"
         )
         print(f"machine: {machine()}")
 
-        runs: dict[str, list[Run]] = {"fetch-only": []}
-        for _ in range(repeat):
-            elapsed, cpu, _ = await measured(lambda: fetch_only(cfg, ids, batch_size))
-            runs["fetch-only"].append(Run(elapsed, cpu))
-            if verbose:
-                show("fetch-only", runs["fetch-only"][-1], users)
-
+        runs: dict[str, list[Run]] = {name: [] for name in ("fetch-only", *PHASES)}
         async with Engine(store, cfg, replica="bench") as engine:
-            for name in PHASES:
-                runs[name] = []
-                for attempt in range(repeat):
+            for round_ in range(rounds):
+                if round_:
+                    await forget_everything(store)
+                elapsed, cpu, _ = await measured(lambda: fetch_only(cfg, ids, batch_size))
+                runs["fetch-only"].append(Run(elapsed, cpu))
+                if verbose:
+                    show(round_, "fetch-only", runs["fetch-only"][-1], users)
+                for name in PHASES:
                     changed = None
-                    if name == "first sync" and attempt:
-                        await forget_everything(store)
                     if name == "1% change resync":
                         async with (
                             aiohttp.ClientSession() as s,
@@ -141,42 +141,42 @@ async def bench(users: int, concurrency: int, batch_size: int, repeat: int, verb
                     run = Run(elapsed, cpu, (store.round_trips - trips) / users * 1000, counts)
                     runs[name].append(run)
                     if verbose:
-                        show(name, run, users)
+                        show(round_, name, run, users)
                     if changed is not None:
                         assert counts["updated"] == changed, (counts, changed)
                     if name == "first sync":
                         assert counts["created"] == users, counts
         await store.close()
 
-        best = {name: min(rs, key=lambda r: r.seconds) for name, rs in runs.items()}
-        ceiling = users / best["fetch-only"].seconds
+        # each round's ratios compare runs made within a minute of each other; the
+        # median round is reported (the machine's speed drifts between rounds)
+        fetch = runs["fetch-only"]
         print(
             f"\n{'phase':<18} {'seconds':>8} {'users/s':>9} {'x fetch':>8} {'SQL trips/1k':>13}"
             f"   CPU µs/user: {'syncd':>6} {'provider':>9} {'postgres':>9}  outcome"
         )
-        for name, run in best.items():
-            rate = users / run.seconds
+        for name, rs in runs.items():
+            ratios = [f.seconds / r.seconds for f, r in zip(fetch, rs, strict=True)]
+            run = rs[ratios.index(statistics.median_low(ratios))]
             outcome = ", ".join(f"{k} {v}" for k, v in run.counts.items() if v)
             trips_text = "" if run.trips_per_1000 is None else f"{run.trips_per_1000:.1f}"
             per_user = {k: v / users * 1e6 for k, v in run.cpu.items()}
             print(
-                f"{name:<18} {run.seconds:>8.1f} {rate:>9.0f} {rate / ceiling:>8.2f} {trips_text:>13}"
-                f"                {per_user.get('syncd', 0):>6.0f} {per_user.get('provider', 0):>9.0f}"
-                f" {per_user.get('postgres', 0):>9.0f}  {outcome}"
+                f"{name:<18} {run.seconds:>8.1f} {users / run.seconds:>9.0f} {statistics.median_low(ratios):>8.2f}"
+                f" {trips_text:>13}                {per_user.get('syncd', 0):>6.0f}"
+                f" {per_user.get('provider', 0):>9.0f} {per_user.get('postgres', 0):>9.0f}  {outcome}"
             )
-        spread = {
-            name: max(r.seconds for r in rs) / min(r.seconds for r in rs)
-            for name, rs in runs.items()
-            if len(rs) > 1
-        }
-        if spread:
-            print("\nslowest/fastest run: " + ", ".join(f"{k} {v:.2f}" for k, v in spread.items()))
+        if rounds > 1:
+            print("\nx fetch of each round:")
+            for name in PHASES:
+                ratios = [f.seconds / r.seconds for f, r in zip(fetch, runs[name], strict=True)]
+                print(f"  {name:<18} " + "  ".join(f"{x:.2f}" for x in ratios))
         print(f"peak RSS of the syncd process: {peak_rss_mb():.0f} MB")
 
 
-def show(name: str, run: Run, users: int) -> None:
+def show(round_: int, name: str, run: Run, users: int) -> None:
     cpu = ", ".join(f"{k} {v:.2f}s" for k, v in run.cpu.items())
-    print(f"  {name:<18} {run.seconds:6.2f}s {users / run.seconds:8.0f}/s  CPU: {cpu}")
+    print(f"  round {round_ + 1}  {name:<18} {run.seconds:6.2f}s {users / run.seconds:8.0f}/s  CPU: {cpu}")
 
 
 def main() -> int:
@@ -184,12 +184,12 @@ def main() -> int:
     p.add_argument("--users", type=int, default=100_000)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--repeat", type=int, default=3, help="runs per phase; the fastest counts")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of all phases; the median round counts")
     p.add_argument("--verbose", action="store_true", help="print every run")
     args = p.parse_args()
-    if args.repeat < 1 or args.users < 1:
-        p.error("--users and --repeat must be at least 1")
+    if args.rounds < 1 or args.users < 1:
+        p.error("--users and --rounds must be at least 1")
     structlog.configure()
     tune_gc()  # as `syncd run` and `syncd resync` do
-    asyncio.run(bench(args.users, args.concurrency, args.batch_size, args.repeat, args.verbose))
+    asyncio.run(bench(args.users, args.concurrency, args.batch_size, args.rounds, args.verbose))
     return 0
