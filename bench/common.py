@@ -90,6 +90,18 @@ def cpu_seconds_by_process() -> dict[str, float]:
     return out
 
 
+def rss_mb() -> float:
+    """Resident set size of this process now (Linux; 0 elsewhere)."""
+    try:
+        with open("/proc/self/status", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

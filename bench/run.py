@@ -28,7 +28,14 @@ from typing import TypeVar
 import aiohttp
 import structlog
 
-from bench.common import cpu_seconds_by_process, fake_process, fresh_database, machine, peak_rss_mb
+from bench.common import (
+    cpu_seconds_by_process,
+    fake_process,
+    fresh_database,
+    machine,
+    peak_rss_mb,
+    rss_mb,
+)
 from syncd import config as config_mod
 from syncd import logs
 from syncd.engine import Engine, open_runtime
@@ -48,18 +55,48 @@ class Run:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-async def fetch_only(cfg: config_mod.Config, ids: list[str], batch_size: int) -> float:
-    """The same HTTP client, gate and JSON parsing as a sync, and nothing else."""
+async def fetch_only(cfg: config_mod.Config, store: Store, batch_size: int) -> float:
+    """The ceiling: the same HTTP client, gate and JSON parsing as a sync, and
+    nothing else. ``concurrency`` workers take ids from a queue that a reader
+    fills from the targets a page at a time, so no request waits for the
+    database or for a batch's slowest request."""
     rt = open_runtime(cfg.providers[0])
+    queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=2 * batch_size)
+    workers = rt.config.concurrency
+
+    async def read_ids() -> None:
+        after = ""
+        while page := await store.pool.fetch(
+            "SELECT user_id FROM syncd.targets WHERE provider = 'bench' AND user_id > $1"
+            " ORDER BY user_id LIMIT $2",
+            after,
+            batch_size,
+        ):
+            after = page[-1]["user_id"]
+            for r in page:
+                await queue.put(r["user_id"])
+        for _ in range(workers):
+            await queue.put(None)
+
+    async def work() -> None:
+        while (user_id := await queue.get()) is not None:
+            await rt.client.get_json(f"{rt.config.base_url}/v2/users/{user_id}")
+
     try:
         started = time.perf_counter()
-        for i in range(0, len(ids), batch_size):
-            await asyncio.gather(
-                *(rt.client.get_json(f"{rt.config.base_url}/v2/users/{u}") for u in ids[i : i + batch_size])
-            )
+        await asyncio.gather(read_ids(), *(work() for _ in range(workers)))
         return time.perf_counter() - started
     finally:
         await rt.close()
+
+
+async def add_targets(store: Store, url: str, users: int) -> None:
+    """Register the fake's users as targets, a page at a time: the benchmark
+    process holds no list of all ids, so its peak RSS is syncd's."""
+    async with aiohttp.ClientSession() as s:
+        for offset in range(0, users, 10_000):
+            async with s.get(f"{url}/_fake/ids", params={"offset": offset, "limit": 10_000}) as r:
+                await store.add_targets("bench", await r.json())
 
 
 async def settle(store: Store) -> None:
@@ -106,11 +143,9 @@ async def bench(users: int, concurrency: int, batch_size: int, rounds: int, verb
                 ],
             }
         )
-        async with aiohttp.ClientSession() as s, s.get(f"{url}/_fake/ids") as r:
-            ids = await r.json()
         store = await Store.connect(db_url, min_size=2, max_size=4)
         await store.migrate()
-        await store.add_targets("bench", ids)
+        await add_targets(store, url, users)
         print(
             f"syncd benchmark: {users} users, concurrency {concurrency}, batch {batch_size}, {rounds} rounds"
         )
@@ -121,7 +156,7 @@ async def bench(users: int, concurrency: int, batch_size: int, rounds: int, verb
             for round_ in range(rounds):
                 if round_:
                     await forget_everything(store)
-                elapsed, cpu, _ = await measured(lambda: fetch_only(cfg, ids, batch_size))
+                elapsed, cpu, _ = await measured(lambda: fetch_only(cfg, store, batch_size))
                 runs["fetch-only"].append(Run(elapsed, cpu))
                 if verbose:
                     show(round_, "fetch-only", runs["fetch-only"][-1], users)
@@ -176,7 +211,10 @@ async def bench(users: int, concurrency: int, batch_size: int, rounds: int, verb
 
 def show(round_: int, name: str, run: Run, users: int) -> None:
     cpu = ", ".join(f"{k} {v:.2f}s" for k, v in run.cpu.items())
-    print(f"  round {round_ + 1}  {name:<18} {run.seconds:6.2f}s {users / run.seconds:8.0f}/s  CPU: {cpu}")
+    print(
+        f"  round {round_ + 1}  {name:<18} {run.seconds:6.2f}s {users / run.seconds:8.0f}/s  CPU: {cpu};"
+        f" RSS {rss_mb():.0f} MB (peak {peak_rss_mb():.0f})"
+    )
 
 
 def main() -> int:

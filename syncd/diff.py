@@ -61,10 +61,6 @@ def record_json_and_hash(identity: Identity, ignore: Sequence[str] = ()) -> tupl
     return record, hashlib.sha256(record).hexdigest()
 
 
-def identity_hash(identity: Identity, ignore: Sequence[str] = ()) -> str:
-    return record_json_and_hash(identity, ignore)[1]
-
-
 def patch(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, Any]]:
     """RFC 6902 operations that turn ``before`` into ``after``.
 

@@ -24,7 +24,7 @@ import structlog
 
 from syncd import __version__, metrics
 from syncd.config import Config, ProviderBase
-from syncd.diff import identity_hash, patch, record_json_and_hash
+from syncd.diff import patch, record_json_and_hash
 from syncd.errors import (
     AuthError,
     BodyUnchanged,
@@ -177,10 +177,14 @@ class PassReport:
 
 @dataclass
 class _Outcome:
-    """What one fetch gave, for one leased target."""
+    """What one fetch gave, for one leased target. A fetched user is kept as its
+    record's canonical JSON and hash, not as the parsed document: a batch
+    in flight holds a thousand of them."""
 
     target: Any
-    identity: Identity | None = None
+    record: bytes | None = None
+    content_hash: str | None = None
+    version: str | None = None
     error: ProviderError | None = None
     #: the provider answered the same bytes as last time
     same_body: bool = False
@@ -438,7 +442,10 @@ class Engine:
             return _Outcome(target, error=err)
         if identity.user_id != user_id:
             identity = replace(identity, user_id=str(user_id))
-        return _Outcome(target, identity=identity, body_hash=check.observed)
+        record, h = record_json_and_hash(identity, rt.ignore)
+        return _Outcome(
+            target, record=record, content_hash=h, version=identity.source_version, body_hash=check.observed
+        )
 
     async def _diff(
         self,
@@ -450,7 +457,7 @@ class Engine:
         cfg, sync = rt.config, self.config.sync
         now = utcnow()
         changes, done = ChangeSet.empty(), TargetUpdates.empty()
-        changed: list[tuple[Any, Identity, bytes, str, str]] = []
+        changed: list[tuple[Any, str | None, bytes, str, str]] = []
         counts = report.counts
         for o in outcomes:
             t = o.target
@@ -459,15 +466,15 @@ class Engine:
                 counts["fetched"] += 1
                 counts["unchanged"] += 1
                 done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
-            elif o.identity is not None:
+            elif o.record is not None:
                 counts["fetched"] += 1
-                record, h = record_json_and_hash(o.identity, rt.ignore)
+                record, h = o.record, o.content_hash or ""
                 if t["content_hash"] == h and t["deleted_at"] is None:
                     counts["unchanged"] += 1
                     done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
                     continue
                 kind = change_kind(t["content_hash"], t["deleted_at"])
-                changed.append((t, o.identity, record, h, kind))
+                changed.append((t, o.version, record, h, kind))
                 done.add(uid, kind, next_in=_jitter(cfg.interval), body_hash=o.body_hash)
             elif isinstance(o.error, NotFound):
                 counts["not_found"] += 1
@@ -514,7 +521,7 @@ class Engine:
             )
             observed = now.isoformat()
             rehash: list[tuple[str, str]] = []
-            for t, identity, record, h, kind in changed:
+            for t, version, record, h, kind in changed:
                 uid = t["user_id"]
                 row = before_rows.get(uid)
                 if row is None:
@@ -523,12 +530,10 @@ class Engine:
                     # mirror row that vanished since the lease
                     kind = "created"
                     after: Any = orjson.Fragment(record)
-                    payload = _payload(rt, uid, identity.source_version, None, after, observed)
+                    payload = _payload(rt, uid, version, None, after, observed)
                 else:
                     after = orjson.loads(record)
-                    payload = _payload(
-                        rt, uid, identity.source_version, record_from_row(row), after, observed
-                    )
+                    payload = _payload(rt, uid, version, record_from_row(row), after, observed)
                     if kind == "updated" and not payload["patch"]:
                         rehash.append((uid, h))  # same record, new hash definition (ignore_fields edited)
                         counts["unchanged"] += 1
@@ -631,13 +636,13 @@ class Engine:
                 uid = o.target["user_id"]
                 row = rows.get(uid)
                 before = record_from_row(row) if row is not None and row["deleted_at"] is None else None
-                if o.identity is not None:
+                if o.record is not None:
                     report.counts["fetched"] += 1
-                    doc = o.identity.to_doc()
+                    doc = orjson.loads(o.record)
                     if (
                         row is not None
                         and row["deleted_at"] is None
-                        and row["content_hash"] == identity_hash(o.identity, rt.ignore)
+                        and row["content_hash"] == o.content_hash
                     ):
                         report.counts["unchanged"] += 1
                         continue

@@ -101,8 +101,14 @@ def control_routes(fake: FakeProvider, users: LazyUsers) -> list[web.RouteDef]:
             }
         )
 
-    async def ids(_request: web.Request) -> web.Response:
-        return web.Response(body=jsonutil.dumps(users.ids()), content_type="application/json")
+    async def ids(request: web.Request) -> web.Response:
+        """Every user id, or a page of them (``?offset=&limit=``)."""
+        all_ids = users.ids()
+        offset = int(request.query.get("offset", "0"))
+        limit = int(request.query.get("limit", str(len(all_ids))))
+        return web.Response(
+            body=jsonutil.dumps(all_ids[offset : offset + limit]), content_type="application/json"
+        )
 
     return [
         web.post("/_fake/modify", modify),
