@@ -7,7 +7,7 @@
 -- Lease due targets (SKIP LOCKED: replicas share the work) and return what
 -- the engine needs to diff them without another round trip.
 WITH due AS (
-    SELECT t.provider, t.user_id
+    SELECT t.ctid AS row_id
     FROM syncd.targets t
     WHERE t.provider = $1
       AND t.next_sync_at <= now()
@@ -19,8 +19,7 @@ WITH due AS (
 ), leased AS (
     UPDATE syncd.targets t
     SET leased_by = $2, lease_expires_at = now() + make_interval(secs => $3)
-    FROM due
-    WHERE t.provider = due.provider AND t.user_id = due.user_id
+    WHERE t.ctid = ANY (ARRAY(SELECT row_id FROM due))
     RETURNING t.user_id, t.not_found_count, t.not_found_since, t.attempts, t.body_hash, t.last_synced_at
 )
 SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts, l.body_hash, l.last_synced_at,
