@@ -286,12 +286,21 @@ class Engine:
         rt = self.runtime(provider)
         rt.pause_checked = False
         report = PassReport(provider, trigger)
+        for gone in await self.store.fetch("abandon_runs", provider, 2 * self.config.sync.lease):
+            log.warning(
+                "sync.run_abandoned",
+                provider=provider,
+                run_id=gone["id"],
+                replica=gone["replica"],
+                started_at=gone["started_at"].isoformat(),
+                last_heartbeat=gone["heartbeat_at"].isoformat(),
+            )
         report.run_id = await self.store.start_run(provider, trigger, self.replica)
         bound = log.bind(provider=provider, replica=self.replica, run_id=report.run_id)
         deletions: list[tuple[Any, str]] = []
         inflight: set[asyncio.Task[AuthError | None]] = set()
         batches = 0
-        renewer = asyncio.create_task(self._renew_leases(provider), name=f"renew:{provider}")
+        renewer = asyncio.create_task(self._renew_leases(provider, report.run_id), name=f"renew:{provider}")
         try:
             while not (stop and stop.is_set()) and (max_batches is None or batches < max_batches):
                 await self._refresh_pause(rt)
@@ -325,13 +334,14 @@ class Engine:
         await self._finish(report, bound)
         return report
 
-    async def _renew_leases(self, provider: str) -> None:
-        """Every third of the lease, extend the leases this pass holds."""
+    async def _renew_leases(self, provider: str, run_id: int | None) -> None:
+        """Every third of the lease, extend the leases this pass holds and stamp
+        its run's heartbeat (a run without one for two leases is abandoned)."""
         lease = self.config.sync.lease
         while True:
             await asyncio.sleep(max(lease / 3, 0.1))
             try:
-                await self.store.execute("renew_leases", self.replica, provider, lease)
+                await self.store.execute("renew_leases", self.replica, provider, lease, run_id)
             except StoreUnavailable:
                 pass  # the pass itself will notice; the leases then simply expire
 

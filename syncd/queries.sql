@@ -175,6 +175,18 @@ LIMIT $2;
 -- $1 provider, $2 trigger, $3 replica
 INSERT INTO syncd.sync_runs (provider, trigger, replica) VALUES ($1, $2, $3) RETURNING id;
 
+-- name: abandon_runs
+-- $1 provider, $2 seconds without a heartbeat
+-- Passes whose replica stopped without finishing them (killed): no heartbeat
+-- for two leases. Their leases have long expired; only the record is fixed.
+UPDATE syncd.sync_runs SET
+    status = 'abandoned',
+    finished_at = heartbeat_at,
+    error = 'replica stopped without finishing the pass (last heartbeat '
+            || to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ')'
+WHERE provider = $1 AND status = 'running' AND heartbeat_at < now() - make_interval(secs => $2)
+RETURNING id, replica, started_at, heartbeat_at;
+
 -- name: finish_run
 -- $1 run id, $2 status, $3 fetched, $4 created, $5 updated, $6 deleted, $7 restored,
 -- $8 unchanged, $9 failed, $10 not_found, $11 held, $12 error
@@ -353,9 +365,13 @@ FROM syncd.outbox WHERE type <> 'user.created'
 ORDER BY payload ->> 'provider', type, seq;
 
 -- name: renew_leases
--- $1 lease owner, $2 provider, $3 lease seconds
+-- $1 lease owner, $2 provider, $3 lease seconds, $4 run id
 -- Keep our leases while a pass is still working on them (e.g. waiting out a
--- long Retry-After), so another replica doesn't take them over meanwhile.
+-- long Retry-After), so another replica doesn't take them over meanwhile,
+-- and show the pass is alive (sync_runs.heartbeat_at).
+WITH alive AS (
+    UPDATE syncd.sync_runs SET heartbeat_at = now() WHERE id = $4 AND status = 'running'
+)
 UPDATE syncd.targets SET lease_expires_at = now() + make_interval(secs => $3)
 WHERE leased_by = $1 AND provider = $2 AND lease_expires_at > now();
 

@@ -51,6 +51,7 @@ EXPECTED_COLUMNS = {
     "provider_state": {"provider", "paused_until", "pause_reason", "circuit", "updated_at"},
     "sync_runs": {
         "id",
+        "heartbeat_at",
         "provider",
         "trigger",
         "replica",

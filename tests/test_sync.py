@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -260,6 +261,43 @@ async def test_every_pass_leaves_a_run_row(store, zitadel, make_config, engine_f
         ("schedule", "ok", 0),
     ]
     assert all(r["finished_at"] is not None for r in runs)
+
+
+async def test_a_run_left_running_by_a_killed_replica_is_marked_abandoned(
+    store, zitadel, make_config, engine_for, logs
+):
+    """A replica killed mid-pass can't finish its sync_runs row; the next pass
+    of the provider marks it abandoned once it has been silent for two leases,
+    and leaves a live replica's run alone."""
+    ids = zitadel.seed(3)
+    engine = await engine_for(make_config(zitadel, sync={"lease": "60s"}))
+    await store.add_targets("zitadel", ids)
+    await store.pool.execute(
+        "INSERT INTO syncd.sync_runs (provider, trigger, replica, started_at, heartbeat_at) VALUES"
+        " ('zitadel', 'schedule', 'killed-1', now() - interval '1 hour', now() - interval '50 minutes'),"
+        " ('zitadel', 'schedule', 'alive-1', now() - interval '1 hour', now() - interval '30 seconds')"
+    )
+    await engine.sync("zitadel")
+    runs = {r["replica"]: r for r in await store.pool.fetch("SELECT * FROM syncd.sync_runs")}
+    assert runs["killed-1"]["status"] == "abandoned"
+    assert runs["killed-1"]["finished_at"] == runs["killed-1"]["heartbeat_at"]
+    assert "stopped without finishing" in runs["killed-1"]["error"]
+    assert runs["alive-1"]["status"] == "running"
+    assert [e["replica"] for e in logs if e["event"] == "sync.run_abandoned"] == ["killed-1"]
+
+
+async def test_a_long_pass_keeps_its_heartbeat_fresh(store, zitadel, make_config, engine_for):
+    ids = zitadel.seed(12)
+    zitadel.latency = 0.05  # one request at a time: the pass takes over half a second
+    engine = await engine_for(make_config(zitadel, concurrency=1, sync={"lease": "300ms"}))
+    await store.add_targets("zitadel", ids)
+    await engine.sync("zitadel")
+    run = await store.pool.fetchrow(
+        "SELECT started_at, heartbeat_at, finished_at, status FROM syncd.sync_runs"
+    )
+    assert run["status"] == "ok"
+    # renewed every 0.1 s while it ran, so never silent for two leases
+    assert run["heartbeat_at"] - run["started_at"] > timedelta(seconds=0.3)
 
 
 async def test_dry_run_reports_the_patch_and_writes_nothing(store, zitadel, make_config, engine_for):
