@@ -286,7 +286,7 @@ class Engine:
         rt = self.runtime(provider)
         rt.pause_checked = False
         report = PassReport(provider, trigger)
-        for gone in await self.store.fetch("abandon_runs", provider, 2 * self.config.sync.lease):
+        for gone in await self.store.fetch("abandon_runs", provider):
             log.warning(
                 "sync.run_abandoned",
                 provider=provider,
@@ -295,7 +295,7 @@ class Engine:
                 started_at=gone["started_at"].isoformat(),
                 last_heartbeat=gone["heartbeat_at"].isoformat(),
             )
-        report.run_id = await self.store.start_run(provider, trigger, self.replica)
+        report.run_id = await self.store.start_run(provider, trigger, self.replica, self.config.sync.lease)
         bound = log.bind(provider=provider, replica=self.replica, run_id=report.run_id)
         deletions: list[tuple[Any, str]] = []
         inflight: set[asyncio.Task[AuthError | None]] = set()
@@ -344,6 +344,15 @@ class Engine:
                 await self.store.execute("renew_leases", self.replica, provider, lease, run_id)
             except StoreUnavailable:
                 pass  # the pass itself will notice; the leases then simply expire
+            except Exception as exc:  # a failed renewal must not end the renewals
+                # e.g. a statement timeout or a server gone read-only: try again next
+                # time; meanwhile the leases run down and peers may take rows over
+                log.warning(
+                    "sync.lease_renewal_failed",
+                    provider=provider,
+                    replica=self.replica,
+                    error=f"{exc.__class__.__name__}: {exc}",
+                )
 
     async def _process(
         self,

@@ -7,7 +7,7 @@
 -- Lease due targets (SKIP LOCKED: replicas share the work) and return what
 -- the engine needs to diff them without another round trip.
 WITH due AS (
-    SELECT t.ctid AS row_id
+    SELECT t.user_id
     FROM syncd.targets t
     WHERE t.provider = $1
       AND t.next_sync_at <= now()
@@ -19,7 +19,12 @@ WITH due AS (
 ), leased AS (
     UPDATE syncd.targets t
     SET leased_by = $2, lease_expires_at = now() + make_interval(secs => $3)
-    WHERE t.ctid = ANY (ARRAY(SELECT row_id FROM due))
+    -- by key through the primary key (an array, not a join: joined back,
+    -- PostgreSQL hashed the whole table for every batch). Not by ctid: a row
+    -- updated and committed after this statement's snapshot (make_due, a peer's
+    -- release) is locked at its new version, which a ctid lookup under the
+    -- snapshot can't see; a key lookup re-checks the new version and leases it.
+    WHERE t.provider = $1 AND t.user_id = ANY (ARRAY(SELECT user_id FROM due))
     RETURNING t.user_id, t.not_found_count, t.not_found_since, t.attempts, t.body_hash, t.last_synced_at
 )
 SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts, l.body_hash, l.last_synced_at,
@@ -173,19 +178,22 @@ ORDER BY provider, user_id
 LIMIT $2;
 
 -- name: start_run
--- $1 provider, $2 trigger, $3 replica
-INSERT INTO syncd.sync_runs (provider, trigger, replica) VALUES ($1, $2, $3) RETURNING id;
+-- $1 provider, $2 trigger, $3 replica, $4 lease seconds
+-- alive_until: the run is abandoned if no heartbeat moves it on (see abandon_runs)
+INSERT INTO syncd.sync_runs (provider, trigger, replica, alive_until)
+VALUES ($1, $2, $3, now() + make_interval(secs => 2 * $4::float8)) RETURNING id;
 
 -- name: abandon_runs
--- $1 provider, $2 seconds without a heartbeat
+-- $1 provider
 -- Passes whose replica stopped without finishing them (killed): no heartbeat
--- for two leases. Their leases have long expired; only the record is fixed.
+-- for two of their own leases. Their leases have long expired; only the record
+-- is fixed. Runs of an older syncd (no alive_until) are left alone.
 UPDATE syncd.sync_runs SET
     status = 'abandoned',
     finished_at = heartbeat_at,
     error = 'replica stopped without finishing the pass (last heartbeat '
             || to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ')'
-WHERE provider = $1 AND status = 'running' AND heartbeat_at < now() - make_interval(secs => $2)
+WHERE provider = $1 AND status = 'running' AND alive_until < now()
 RETURNING id, replica, started_at, heartbeat_at;
 
 -- name: finish_run
@@ -369,12 +377,20 @@ ORDER BY payload ->> 'provider', type, seq;
 -- $1 lease owner, $2 provider, $3 lease seconds, $4 run id
 -- Keep our leases while a pass is still working on them (e.g. waiting out a
 -- long Retry-After), so another replica doesn't take them over meanwhile,
--- and show the pass is alive (sync_runs.heartbeat_at).
+-- and show the pass is alive (sync_runs.heartbeat_at, alive_until).
+-- SKIP LOCKED: a row the pass's own write_batch is releasing right now is
+-- left to it. Waiting for it instead could deadlock with that write (both
+-- lock a batch's rows, in different orders), and the loser would fail.
 WITH alive AS (
-    UPDATE syncd.sync_runs SET heartbeat_at = now() WHERE id = $4 AND status = 'running'
+    UPDATE syncd.sync_runs SET heartbeat_at = now(), alive_until = now() + make_interval(secs => 2 * $3::float8)
+    WHERE id = $4 AND status = 'running'
+), mine AS (
+    SELECT user_id FROM syncd.targets
+    WHERE leased_by = $1 AND provider = $2 AND lease_expires_at > now()
+    FOR UPDATE SKIP LOCKED
 )
-UPDATE syncd.targets SET lease_expires_at = now() + make_interval(secs => $3)
-WHERE leased_by = $1 AND provider = $2 AND lease_expires_at > now();
+UPDATE syncd.targets t SET lease_expires_at = now() + make_interval(secs => $3)
+WHERE t.provider = $2 AND t.user_id = ANY (ARRAY(SELECT user_id FROM mine)) AND t.leased_by = $1;
 
 -- name: prune_runs
 -- $1 older than seconds

@@ -264,8 +264,8 @@ class Store:
         return int(row["events"]) if row else 0
 
     # -- runs ------------------------------------------------------------------------
-    async def start_run(self, provider: str, trigger: str, replica: str) -> int:
-        row = await self.fetchrow("start_run", provider, trigger, replica)
+    async def start_run(self, provider: str, trigger: str, replica: str, lease_seconds: float) -> int:
+        row = await self.fetchrow("start_run", provider, trigger, replica, lease_seconds)
         assert row is not None
         return int(row["id"])
 

@@ -52,6 +52,7 @@ EXPECTED_COLUMNS = {
     "sync_runs": {
         "id",
         "heartbeat_at",
+        "alive_until",
         "provider",
         "trigger",
         "replica",

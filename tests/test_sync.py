@@ -267,22 +267,31 @@ async def test_a_run_left_running_by_a_killed_replica_is_marked_abandoned(
     store, zitadel, make_config, engine_for, logs
 ):
     """A replica killed mid-pass can't finish its sync_runs row; the next pass
-    of the provider marks it abandoned once it has been silent for two leases,
-    and leaves a live replica's run alone."""
+    of the provider marks it abandoned once it has been silent for two of its
+    own leases. It leaves alone a live replica's run, one whose replica has a
+    longer lease than the observer's, and one of an older syncd that sets no
+    deadline (a rolling upgrade)."""
     ids = zitadel.seed(3)
     engine = await engine_for(make_config(zitadel, sync={"lease": "60s"}))
     await store.add_targets("zitadel", ids)
     await store.pool.execute(
-        "INSERT INTO syncd.sync_runs (provider, trigger, replica, started_at, heartbeat_at) VALUES"
-        " ('zitadel', 'schedule', 'killed-1', now() - interval '1 hour', now() - interval '50 minutes'),"
-        " ('zitadel', 'schedule', 'alive-1', now() - interval '1 hour', now() - interval '30 seconds')"
+        "INSERT INTO syncd.sync_runs (provider, trigger, replica, started_at, heartbeat_at, alive_until)"
+        " VALUES ('zitadel', 'schedule', 'killed-1', now() - interval '1 hour',"
+        "         now() - interval '50 minutes', now() - interval '48 minutes'),"
+        " ('zitadel', 'schedule', 'alive-1', now() - interval '1 hour',"
+        "  now() - interval '30 seconds', now() + interval '90 seconds'),"
+        # lease 10 min: its last heartbeat is older than two of the observer's leases
+        " ('zitadel', 'schedule', 'long-lease-1', now() - interval '1 hour',"
+        "  now() - interval '3 minutes', now() + interval '17 minutes'),"
+        " ('zitadel', 'schedule', 'older-syncd-1', now() - interval '1 hour', now() - interval '1 hour', NULL)"
     )
     await engine.sync("zitadel")
     runs = {r["replica"]: r for r in await store.pool.fetch("SELECT * FROM syncd.sync_runs")}
     assert runs["killed-1"]["status"] == "abandoned"
     assert runs["killed-1"]["finished_at"] == runs["killed-1"]["heartbeat_at"]
     assert "stopped without finishing" in runs["killed-1"]["error"]
-    assert runs["alive-1"]["status"] == "running"
+    for live in ("alive-1", "long-lease-1", "older-syncd-1"):
+        assert runs[live]["status"] == "running", live
     assert [e["replica"] for e in logs if e["event"] == "sync.run_abandoned"] == ["killed-1"]
 
 
@@ -298,6 +307,40 @@ async def test_a_long_pass_keeps_its_heartbeat_fresh(store, zitadel, make_config
     assert run["status"] == "ok"
     # renewed every 0.1 s while it ran, so never silent for two leases
     assert run["heartbeat_at"] - run["started_at"] > timedelta(seconds=0.3)
+
+
+async def test_a_failed_lease_renewal_does_not_stop_the_renewals(
+    store, zitadel, make_config, engine_for, logs
+):
+    """A renewal that fails (here: the first two, by an injected error) is
+    logged and tried again; the pass keeps its leases and its heartbeat, and
+    finishes normally."""
+    ids = zitadel.seed(12)
+    zitadel.latency = 0.05
+    engine = await engine_for(make_config(zitadel, concurrency=1, sync={"lease": "300ms"}))
+    await store.add_targets("zitadel", ids)
+    await store.pool.execute(
+        """
+        CREATE SEQUENCE syncd.test_renewals;
+        CREATE FUNCTION syncd.test_fail_renewal() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF nextval('syncd.test_renewals') <= 2 THEN
+                RAISE EXCEPTION 'injected renewal failure';
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER test_fail_renewal BEFORE UPDATE ON syncd.sync_runs FOR EACH ROW
+            WHEN (NEW.heartbeat_at IS DISTINCT FROM OLD.heartbeat_at)
+            EXECUTE FUNCTION syncd.test_fail_renewal();
+        """
+    )
+    report = await engine.sync("zitadel")
+    assert report.status == "ok" and report.counts["created"] == 12
+    failures = [e for e in logs if e["event"] == "sync.lease_renewal_failed"]
+    assert len(failures) == 2 and "injected renewal failure" in failures[0]["error"]
+    run = await store.pool.fetchrow("SELECT started_at, heartbeat_at, alive_until FROM syncd.sync_runs")
+    assert run["heartbeat_at"] - run["started_at"] > timedelta(seconds=0.3)  # renewed after the failures
+    assert run["alive_until"] >= run["heartbeat_at"] + timedelta(seconds=0.6)
 
 
 async def test_dry_run_reports_the_patch_and_writes_nothing(store, zitadel, make_config, engine_for):
