@@ -88,9 +88,10 @@ async def cmd_resync(cfg: Config, args: argparse.Namespace) -> int:
     only = list(dict.fromkeys(args.user)) if args.user else None
     async with open_store(cfg) as store:
         engine = Engine(store, cfg)
-        await engine.register_config_targets()
-        if only:
-            await store.add_targets(names[0], only)
+        if not args.dry_run:  # a dry run writes nothing, not even new targets
+            await engine.register_config_targets()
+            if only:
+                await store.add_targets(names[0], only)
         if args.enqueue:
             for name in names:
                 n = await store.make_due(name, only)
@@ -298,19 +299,24 @@ async def cmd_deletions(cfg: Config, args: argparse.Namespace) -> int:
             if not ids:
                 print(f"{args.provider}: no deletions held")
             return EXIT_OK
-        if args.action == "reject":
-            await store.execute("reset_not_found", args.provider, ids)
-            await store.execute("clear_pending_deletions", args.provider, ids)
-            print(f"{args.provider}: {len(ids)} held deletion(s) rejected; those users stay in the mirror")
-            return EXIT_OK
-        # approve: only users that still answer 404 (a user who came back is not deleted)
-        still_gone = [r["user_id"] for r in await store.fetch("still_not_found", args.provider, ids)]
         async with Engine(store, cfg) as engine:
-            n = await engine.delete_users(engine.runtime(args.provider), still_gone)
-        await store.execute("clear_pending_deletions", args.provider, ids)
-        print(
-            f"{args.provider}: {n} user(s) deleted ({len(ids) - len(still_gone)} had come back and were kept)"
-        )
+            done, kept, busy = await engine.decide_held_deletions(
+                args.provider, ids, approve=args.action == "approve"
+            )
+        if args.action == "reject":
+            print(
+                f"{args.provider}: {done} held deletion(s) rejected; those users stay in the mirror"
+                " while they answer 404"
+            )
+        else:
+            print(f"{args.provider}: {done} user(s) deleted ({kept} had come back and were kept)")
+        if busy:
+            print(
+                f"{args.provider}: {busy} user(s) are being synced right now and were left held;"
+                f" run `syncd deletions {args.action} --provider {args.provider}` again",
+                file=sys.stderr,
+            )
+            return EXIT_FAIL
     return EXIT_OK
 
 

@@ -24,17 +24,18 @@ import structlog
 
 from syncd import __version__, metrics
 from syncd.config import Config, ProviderBase
-from syncd.diff import patch, record_json_and_hash
+from syncd.diff import patch, record_hash, record_json_and_hash
 from syncd.errors import (
     AuthError,
     BodyUnchanged,
     CircuitOpen,
+    MalformedResponse,
     NotFound,
     ProviderError,
     StoreUnavailable,
 )
 from syncd.http import BODY_CHECK, BodyCheck, Gate, ProviderClient, RetryPolicy, make_session
-from syncd.identity import Identity
+from syncd.identity import Identity, without_nul
 from syncd.providers import REGISTRY
 from syncd.store import RUN_COUNTS, ChangeSet, Store, TargetUpdates
 from syncd.timeutil import utcnow
@@ -212,6 +213,10 @@ class Engine:
         (before each batch the pause is also read from provider_state)."""
         if self._listener is not None:
             await self._listener.aclose()
+            # until listening again, read provider_state before every batch
+            self._listener = None
+        for rt in self.runtimes.values():
+            rt.pause_checked = False  # a pause may have been announced while deaf
         stack = contextlib.AsyncExitStack()
         try:
             await stack.enter_async_context(
@@ -364,8 +369,16 @@ class Engine:
     ) -> AuthError | None:
         """Fetch, diff and write one leased batch; returns an auth failure, if any."""
         outcomes = await self._fetch_all(rt, batch)
-        changes, done = await self._diff(rt, outcomes, report, deletions)
+        counts = dict.fromkeys(RUN_COUNTS, 0)
+        came_back: list[str] = []
+        changes, done = await self._diff(rt, outcomes, counts, deletions, came_back)
         await self._write(rt, changes, done, report)
+        # counted once written: a batch whose write failed wrote nothing
+        for k, v in counts.items():
+            report.counts[k] += v
+        if came_back:
+            # users that answer again after 404s: a held or rejected deletion is moot
+            await self.store.execute("clear_pending_deletions", rt.name, came_back)
         if progress is not None:
             progress(len(batch))
         return next((o.error for o in outcomes if isinstance(o.error, AuthError)), None)
@@ -436,7 +449,17 @@ class Engine:
         check = BodyCheck(rt.salt, target.get("body_hash") if mirrored else None)
         token = BODY_CHECK.set(check)
         try:
-            identity = await rt.adapter.fetch(user_id)
+            try:
+                identity = await rt.adapter.fetch(user_id)
+            except (BodyUnchanged, ProviderError):
+                raise
+            except Exception as exc:
+                # an adapter that chokes on a body it did not expect (say a JSON
+                # array): that user's error, not the whole pass's
+                raise MalformedResponse(
+                    f"could not map the provider's answer: {exc.__class__.__name__}: {exc}",
+                    provider=rt.name,
+                ) from exc
         except BodyUnchanged:
             return _Outcome(target, same_body=True, body_hash=check.observed)
         except ProviderError as exc:
@@ -462,6 +485,12 @@ class Engine:
         if identity.user_id != user_id:
             identity = replace(identity, user_id=str(user_id))
         record, h = record_json_and_hash(identity, rt.ignore)
+        if b"\\u0000" in record:
+            # PostgreSQL can store no NUL character in text or jsonb: one such
+            # string would fail the whole batch's write, pass after pass
+            identity = without_nul(identity)
+            record, h = record_json_and_hash(identity, rt.ignore)
+            log.warning("user.nul_replaced", provider=rt.name, user_id=user_id)
         return _Outcome(
             target, record=record, content_hash=h, version=identity.source_version, body_hash=check.observed
         )
@@ -470,17 +499,19 @@ class Engine:
         self,
         rt: ProviderRuntime,
         outcomes: list[_Outcome],
-        report: PassReport,
+        counts: dict[str, int],
         deletions: list[tuple[Any, str]],
+        came_back: list[str],
     ) -> tuple[ChangeSet, TargetUpdates]:
         cfg, sync = rt.config, self.config.sync
         now = utcnow()
         changes, done = ChangeSet.empty(), TargetUpdates.empty()
         changed: list[tuple[Any, str | None, bytes, str, str]] = []
-        counts = report.counts
         for o in outcomes:
             t = o.target
             uid = t["user_id"]
+            if (o.same_body or o.record is not None) and t["not_found_count"]:
+                came_back.append(uid)
             if o.same_body:
                 counts["fetched"] += 1
                 counts["unchanged"] += 1
@@ -552,11 +583,14 @@ class Engine:
                     payload = _payload(rt, uid, version, None, after, observed)
                 else:
                     after = orjson.loads(record)
-                    payload = _payload(rt, uid, version, record_from_row(row), after, observed)
-                    if kind == "updated" and not payload["patch"]:
-                        rehash.append((uid, h))  # same record, new hash definition (ignore_fields edited)
+                    before = record_from_row(row)
+                    if kind == "updated" and record_hash(before, rt.ignore) == record_hash(after, rt.ignore):
+                        # same record but for ignored fields, new hash definition
+                        # (ignore_fields edited): no event
+                        rehash.append((uid, h))
                         counts["unchanged"] += 1
                         continue
+                    payload = _payload(rt, uid, version, before, after, observed)
                 # what tells this change apart from an identical earlier one: for an update
                 # or restore the mirror row's changed_at; for a creation (also of a mirror
                 # row that vanished) when the target was last synced
@@ -580,13 +614,45 @@ class Engine:
     async def _apply_deletions(
         self, rt: ProviderRuntime, deletions: list[tuple[Any, str]], report: PassReport
     ) -> None:
-        """Confirmed deletions of a pass go through the mass-deletion guard."""
+        """Confirmed deletions of a pass go through the mass-deletion guard.
+
+        A deletion already held waits for `syncd deletions approve` (a later
+        pass that confirms it again must not carry it out), one an admin
+        rejected is not made while the user keeps answering 404, and deletions
+        held but not yet decided count against the guard's limit: the
+        schedule spreads a provider's users over many small passes, and a
+        mass deletion must not slip through a few users per pass."""
         sync = self.config.sync
         ids = [uid for _, uid in deletions]
+        decided = {
+            r["user_id"]: r["rejected"] for r in await self.store.fetch("decided_deletions", rt.name, ids)
+        }
+        rejected = [u for u in ids if decided.get(u) is True]
+        held = [u for u in ids if decided.get(u) is False]
+        if rejected:
+            await self.store.execute(
+                "set_target_status",
+                rt.name,
+                rejected,
+                "deletion_rejected",
+                "deletion rejected by an admin: the user stays in the mirror until it answers again",
+            )
+        if held:
+            await self.store.execute(
+                "set_target_status",
+                rt.name,
+                held,
+                "deletion_held",
+                "deletion held by the mass-deletion guard: run `syncd deletions approve`",
+            )
+            report.counts["held"] += len(held)
+        ids = [u for u in ids if u not in decided]
+        if not ids:
+            return
         row = await self.store.fetchrow("live_count", rt.name, rt.config.interval)
-        live, recent = (row["live"], row["recently_deleted"]) if row else (0, 0)
+        live, recent, pending = (row["live"], row["recently_deleted"], row["held"]) if row else (0, 0, 0)
         total = live + recent
-        would_delete = recent + len(ids)
+        would_delete = recent + pending + len(ids)
         too_many = would_delete > sync.max_delete_fraction * total or (
             sync.max_delete_count is not None and would_delete > sync.max_delete_count
         )
@@ -605,6 +671,7 @@ class Engine:
                 provider=rt.name,
                 would_delete=len(ids),
                 recently_deleted=recent,
+                already_held=pending,
                 mirrored=live,
                 max_delete_fraction=sync.max_delete_fraction,
                 max_delete_count=sync.max_delete_count,
@@ -613,8 +680,45 @@ class Engine:
             return
         report.counts["deleted"] += await self.delete_users(rt, ids)
 
+    async def decide_held_deletions(
+        self, provider: str, ids: Sequence[str], *, approve: bool
+    ) -> tuple[int, int, int]:
+        """An admin's answer to held deletions (`syncd deletions approve|reject`).
+
+        The users are leased first: a pass that holds one of them decides it
+        itself (neither may undo the other's write). Approving deletes those
+        that still answer 404 (a user who came back is kept); rejecting keeps
+        them in the mirror while they answer 404. Returns (deleted or
+        rejected, kept because they came back, busy in a pass)."""
+        rt = self.runtime(provider)
+        leased = [
+            r["user_id"]
+            for r in await self.store.fetch(
+                "lease_ids", provider, self.replica, self.config.sync.lease, list(ids)
+            )
+        ]
+        busy = len(ids) - len(leased)
+        try:
+            if not approve:
+                await self.store.execute("reject_deletions", provider, leased)
+                await self.store.execute(
+                    "set_target_status",
+                    provider,
+                    leased,
+                    "deletion_rejected",
+                    "deletion rejected by an admin: the user stays in the mirror until it answers again",
+                )
+                return len(leased), 0, busy
+            still_gone = [r["user_id"] for r in await self.store.fetch("still_not_found", provider, leased)]
+            deleted = await self.delete_users(rt, still_gone)
+            await self.store.execute("clear_pending_deletions", provider, leased)
+            return deleted, len(leased) - len(still_gone), busy
+        finally:
+            await self.store.release_leases(self.replica, provider)
+
     async def delete_users(self, rt: ProviderRuntime, ids: Sequence[str]) -> int:
-        """Write ``user.deleted`` events and mark the mirror rows deleted."""
+        """Write ``user.deleted`` events and mark the mirror rows deleted (only
+        for targets this engine leases: see write_batch)."""
         rows = await self.store.mirror_rows(rt.name, ids)
         changes = ChangeSet.empty()
         observed = utcnow().isoformat()
@@ -640,6 +744,8 @@ class Engine:
     ) -> PassReport:
         """Fetch and diff, write nothing: what a resync would change."""
         rt = self.runtime(provider)
+        rt.pause_checked = False
+        await self._refresh_pause(rt)  # another replica's Retry-After holds for a dry run too
         report = PassReport(provider, "dry-run")
         after = ""
         while True:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -83,3 +83,22 @@ def primary_email(emails: tuple[Email, ...]) -> Email | None:
         if e.primary:
             return e
     return emails[0] if emails else None
+
+
+def without_nul(identity: Identity) -> Identity:
+    """``identity`` with every NUL character replaced by U+FFFD: PostgreSQL
+    stores none in text or jsonb, and a provider may still send ``\\u0000``."""
+    cleaned: Identity = _without_nul(identity)
+    return cleaned
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, Email | Identity):
+        return replace(value, **{f.name: _without_nul(getattr(value, f.name)) for f in fields(value)})
+    if isinstance(value, Mapping):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_without_nul(v) for v in value)
+    return value

@@ -34,15 +34,23 @@ LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;
 
 -- name: peek_targets
 -- $1 provider, $2 only these user ids (NULL = all), $3 limit, $4 after this user id
--- Targets with their mirror hash, without leasing: for --dry-run.
-SELECT t.user_id, t.not_found_count, t.not_found_since, t.attempts,
+-- Targets with their mirror hash, without leasing: for --dry-run. Given ids
+-- need not be targets yet (a dry run adds none).
+WITH ids AS (
+    SELECT t.user_id, t.not_found_count, t.not_found_since, t.attempts
+    FROM syncd.targets t
+    WHERE t.provider = $1 AND $2::text[] IS NULL AND t.user_id > $4
+    UNION ALL
+    SELECT i.id, coalesce(t.not_found_count, 0), t.not_found_since, coalesce(t.attempts, 0)
+    FROM unnest($2::text[]) AS i(id)
+    LEFT JOIN syncd.targets t ON t.provider = $1 AND t.user_id = i.id
+    WHERE i.id > $4
+)
+SELECT i.user_id, i.not_found_count, i.not_found_since, i.attempts,
        u.content_hash, u.changed_at, u.deleted_at
-FROM syncd.targets t
-LEFT JOIN syncd.users u ON u.provider = t.provider AND u.user_id = t.user_id
-WHERE t.provider = $1
-  AND ($2::text[] IS NULL OR t.user_id = ANY($2::text[]))
-  AND t.user_id > $4
-ORDER BY t.user_id
+FROM ids i
+LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = i.user_id
+ORDER BY i.user_id
 LIMIT $3;
 
 -- name: mirror_rows
@@ -61,7 +69,8 @@ WHERE provider = $1 AND user_id = ANY($2::text[]);
 -- Everything a batch writes, in ONE statement (atomic on its own, one round
 -- trip, no BEGIN/COMMIT): insert the events; write the mirror rows of exactly
 -- the events that went in (an event id that already exists, because a racing
--- writer got there first, writes nothing); release the batch's leases and
+-- writer got there first, writes nothing) and only for targets this writer
+-- still leases; release the batch's leases and
 -- schedule each target's next sync; NOTIFY syncd_outbox with the number of
 -- events (delivered at commit). The rows come as two jsonb documents rather
 -- than a dozen arrays: see ChangeSet in store.py.
@@ -73,7 +82,12 @@ WITH rows AS (
            c -> 3 AS payload, c ->> 4 AS content_hash
     FROM jsonb_array_elements($3::jsonb) AS c
 ), input AS (
-    SELECT r.*, nullif(r.payload -> 'after', 'null'::jsonb) AS record FROM rows r
+    -- only users whose target this writer still leases: a writer that stalled
+    -- past its lease (a paused VM, failing renewals) must not put back an old
+    -- version over what the replica that took the lease over wrote since
+    SELECT r.*, nullif(r.payload -> 'after', 'null'::jsonb) AS record
+    FROM rows r
+    JOIN syncd.targets t ON t.provider = $1 AND t.user_id = r.user_id AND t.leased_by = $2
 ), ev AS (
     INSERT INTO syncd.outbox (id, aggregatetype, aggregateid, type, payload)
     SELECT event_id, 'user', $1 || ':' || user_id, event_type,
@@ -120,8 +134,10 @@ WITH rows AS (
 ), finished AS (
     -- only rows still leased by us: a lease that expired and was taken over is not ours
     UPDATE syncd.targets t SET
-        leased_by = NULL,
-        lease_expires_at = NULL,
+        -- a confirmed deletion keeps its lease until the pass has written it
+        -- (or held it) after the mass-deletion guard: see Engine._apply_deletions
+        leased_by = CASE WHEN i.status = 'deleting' THEN t.leased_by END,
+        lease_expires_at = CASE WHEN i.status = 'deleting' THEN t.lease_expires_at END,
         next_sync_at = now() + make_interval(secs => i.next_in),
         last_synced_at = CASE WHEN i.failed THEN t.last_synced_at ELSE now() END,
         last_status = i.status,
@@ -215,7 +231,8 @@ SELECT p.provider,
        (SELECT count(*) FROM syncd.targets t WHERE t.provider = p.provider AND t.lease_expires_at > now()) AS leased,
        (SELECT count(*) FROM syncd.users u WHERE u.provider = p.provider AND u.deleted_at IS NULL) AS mirrored,
        (SELECT count(*) FROM syncd.users u WHERE u.provider = p.provider AND u.deleted_at IS NOT NULL) AS deleted,
-       (SELECT count(*) FROM syncd.pending_deletions d WHERE d.provider = p.provider) AS pending_deletions,
+       (SELECT count(*) FROM syncd.pending_deletions d
+        WHERE d.provider = p.provider AND d.rejected_at IS NULL) AS pending_deletions,
        (SELECT max(finished_at) FROM syncd.sync_runs r WHERE r.provider = p.provider AND r.status = 'ok') AS last_sync,
        s.paused_until, s.circuit
 FROM (SELECT DISTINCT provider FROM syncd.targets
@@ -261,9 +278,12 @@ ON CONFLICT (provider) DO UPDATE SET circuit = EXCLUDED.circuit, updated_at = no
 
 -- name: live_count
 -- $1 provider, $2 window seconds
--- Mirrored users of a provider, and those deleted within the window (mass-deletion guard).
+-- Mirrored users of a provider, those deleted within the window, and deletions
+-- held for approval (mass-deletion guard).
 SELECT count(*) FILTER (WHERE deleted_at IS NULL) AS live,
-       count(*) FILTER (WHERE deleted_at > now() - make_interval(secs => $2)) AS recently_deleted
+       count(*) FILTER (WHERE deleted_at > now() - make_interval(secs => $2)) AS recently_deleted,
+       (SELECT count(*) FROM syncd.pending_deletions d
+        WHERE d.provider = $1 AND d.rejected_at IS NULL) AS held
 FROM syncd.users WHERE provider = $1;
 
 -- name: hold_deletions
@@ -274,10 +294,33 @@ ON CONFLICT (provider, user_id) DO NOTHING;
 
 -- name: pending_deletions
 -- $1 provider
-SELECT user_id, detected_at FROM syncd.pending_deletions WHERE provider = $1 ORDER BY user_id;
+SELECT user_id, detected_at FROM syncd.pending_deletions
+WHERE provider = $1 AND rejected_at IS NULL ORDER BY user_id;
+
+-- name: decided_deletions
+-- $1 provider, $2 user ids
+-- Of these users, those with a deletion held (rejected = false) or rejected by an admin.
+SELECT user_id, rejected_at IS NOT NULL AS rejected FROM syncd.pending_deletions
+WHERE provider = $1 AND user_id = ANY($2::text[]);
+
+-- name: reject_deletions
+-- $1 provider, $2 user ids
+-- Remembered until the user answers again (then clear_pending_deletions).
+UPDATE syncd.pending_deletions SET rejected_at = now()
+WHERE provider = $1 AND user_id = ANY($2::text[]) AND rejected_at IS NULL;
+
+-- name: lease_ids
+-- $1 provider, $2 lease owner, $3 lease seconds, $4 user ids
+-- Lease these targets unless a pass holds them (`deletions approve|reject`
+-- must not race a pass over the same users); returns the ones leased.
+UPDATE syncd.targets SET leased_by = $2, lease_expires_at = now() + make_interval(secs => $3::float8)
+WHERE provider = $1 AND user_id = ANY($4::text[])
+  AND (lease_expires_at IS NULL OR lease_expires_at < now())
+RETURNING user_id;
 
 -- name: clear_pending_deletions
 -- $1 provider, $2 user ids
+-- Approved, or the user answers again: forget the held or rejected deletion.
 DELETE FROM syncd.pending_deletions WHERE provider = $1 AND user_id = ANY($2::text[]);
 
 -- name: claim_outbox
@@ -317,7 +360,8 @@ ORDER BY provider, user_id LIMIT $2;
 -- Per provider, for /metrics: targets due now and deletions held for approval.
 SELECT p.provider,
        (SELECT count(*) FROM syncd.targets t WHERE t.provider = p.provider AND t.next_sync_at <= now()) AS due,
-       (SELECT count(*) FROM syncd.pending_deletions d WHERE d.provider = p.provider) AS held
+       (SELECT count(*) FROM syncd.pending_deletions d
+        WHERE d.provider = p.provider AND d.rejected_at IS NULL) AS held
 FROM unnest($1::text[]) AS p(provider);
 
 -- name: set_target_status

@@ -90,6 +90,12 @@ async def test_resync_one_user_dry_run_prints_the_patch_and_writes_nothing(tmp_p
     assert {"op": "replace", "path": "/display_name", "value": "Mickey Mouse (v12)"} in diff["patch"]
     assert "dry run: nothing written" in err
     assert await store.pool.fetchval("SELECT count(*) FROM syncd.outbox WHERE type = 'user.updated'") == 0
+    # nor a target: a dry run of a user that is not one yet leaves none behind
+    new_id = zitadel.seed(1, start=100)[0]
+    rc, out, err = await syncd("resync", "--provider", "corp", "--user", new_id, "--dry-run", "--config", cfg)
+    assert rc == 0, err
+    assert json.loads(out.strip())["change"] == "created"
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.targets WHERE user_id = $1", new_id) == 0
 
     rc, out, err = await syncd("resync", "--provider", "corp", "--user", ids[1], "--config", cfg)
     assert rc == 0, err
@@ -210,4 +216,9 @@ async def test_held_deletions_can_be_listed_approved_and_rejected(tmp_path, stor
     rc, out, _ = await syncd("deletions", "reject", "--provider", "corp", "--config", path)
     assert rc == 0 and "rejected" in out
     assert await store.pool.fetchval("SELECT count(*) FROM syncd.users WHERE deleted_at IS NULL") == 6
-    assert await store.pool.fetchval("SELECT count(*) FROM syncd.pending_deletions") == 0
+    rc, out, _ = await syncd("deletions", "list", "--provider", "corp", "--config", path)
+    assert "no deletions held" in out
+    # remembered: more 404s don't bring the rejected deletions back
+    await syncd("resync", "--all", "--config", path)
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.users WHERE deleted_at IS NULL") == 6
+    assert await store.pool.fetchval("SELECT count(*) FROM syncd.outbox WHERE type = 'user.deleted'") == 4

@@ -242,18 +242,48 @@ async def test_a_mass_deletion_is_held_until_an_admin_approves(store, zitadel, m
     # one of them comes back before the admin looks: it must not be deleted
     zitadel.users[ids[0]] = zitadel.dialect.make_user(0)
     await resync(engine)
-    n = await engine.delete_users(
-        engine.runtime("zitadel"),
-        [
-            r["user_id"]
-            for r in await store.pool.fetch(
-                "SELECT user_id FROM syncd.targets WHERE user_id = ANY($1::text[]) AND not_found_count > 0",
-                ids[:5],
-            )
-        ],
-    )
-    assert n == 4
+    # it answered again, so its held deletion is forgotten
+    assert sorted(r["user_id"] for r in await store.fetch("pending_deletions", "zitadel")) == sorted(ids[1:5])
+    deleted, kept, busy = await engine.decide_held_deletions("zitadel", ids[:5], approve=True)
+    assert (deleted, kept, busy) == (4, 1, 0)
     assert await n_events(store, "user.deleted") == 4
+    assert await store.fetch("pending_deletions", "zitadel") == []
+
+
+async def test_a_held_deletion_waits_for_approval_however_the_passes_fall(
+    store, zitadel, make_config, engine_for
+):
+    """The schedule spreads users over many small passes: a later pass that
+    confirms a held deletion again, alone, must not carry it out, and a new
+    deletion while others are held is held too. A pass that holds a user
+    also keeps an admin's approval away from it until it is done."""
+    ids, engine = await seeded(
+        store,
+        zitadel,
+        make_config,
+        engine_for,
+        n=20,
+        sync={"max_delete_fraction": 0.1, "delete_confirmations": 1},
+    )
+    await engine.sync("zitadel")
+    for uid in ids[:3]:
+        del zitadel.users[uid]
+    assert (await resync(engine)).counts["held"] == 3
+    # one user per pass, as a jittered schedule would have it
+    for uid in ids[:3]:
+        await store.make_due("zitadel", [uid])
+        report = await engine.sync("zitadel", only=[uid])
+        assert report.counts["held"] == 1 and report.counts["deleted"] == 0
+    del zitadel.users[ids[3]]  # 1 of 20 alone would pass the guard; with 3 held it doesn't
+    await store.make_due("zitadel", [ids[3]])
+    assert (await engine.sync("zitadel", only=[ids[3]])).counts["held"] == 1
+    assert await n_events(store, "user.deleted") == 0
+
+    # a pass holds ids[0] right now: the admin's approval leaves it for later
+    await store.fetch("lease_ids", "zitadel", "some-pass", 60, [ids[0]])
+    deleted, kept, busy = await engine.decide_held_deletions("zitadel", ids[:4], approve=True)
+    assert (deleted, kept, busy) == (3, 0, 1)
+    assert sorted(r["user_id"] for r in await store.fetch("pending_deletions", "zitadel")) == [ids[0]]
 
 
 async def test_a_small_deletion_below_the_guard_goes_through(store, zitadel, make_config, engine_for):

@@ -10,7 +10,7 @@ import jsonpatch
 import pytest
 
 from syncd.engine import Engine
-from syncd.store import Store
+from syncd.store import RUN_COUNTS, Store
 from tests.conftest import wait_for
 
 
@@ -191,8 +191,9 @@ async def test_a_failure_inside_the_write_leaves_no_event_and_no_mirror_row(
             await engine.sync("zitadel")
         assert await events(store) == []
         assert await mirror(store) == {}
-        run = await store.pool.fetchrow("SELECT status, error FROM syncd.sync_runs")
+        run = await store.pool.fetchrow("SELECT status, error, created FROM syncd.sync_runs")
         assert run["status"] == "failed" and "injected" in run["error"]
+        assert run["created"] == 0  # counted once written, and nothing was
     finally:
         await store.pool.execute("DROP TRIGGER test_boom ON syncd.targets; DROP FUNCTION syncd.test_boom()")
 
@@ -207,7 +208,8 @@ async def test_a_failure_inside_the_write_leaves_no_event_and_no_mirror_row(
 async def test_writing_the_same_change_twice_inserts_one_event_and_one_mirror_write(
     store, zitadel, make_config, engine_for
 ):
-    """Two writers racing on one change compute the same event id; only one gets in."""
+    """Two writers of one change compute the same event id; only one gets in.
+    (Here b took the lease over after a wrote, as after a's lease ran out.)"""
     ids = zitadel.seed(3)
     cfg = make_config(zitadel)
     a = await engine_for(cfg, replica="a")
@@ -216,18 +218,40 @@ async def test_writing_the_same_change_twice_inserts_one_event_and_one_mirror_wr
     rt = a.runtime("zitadel")
     leased = await store.lease_due("zitadel", "a", 60, 100)
     outcomes = await a._fetch_all(rt, leased)
-    changes_a, done_a = await a._diff(
-        rt, outcomes, __import__("syncd.engine").engine.PassReport("zitadel", "t"), []
-    )
-    changes_b, done_b = await b._diff(
-        b.runtime("zitadel"), outcomes, __import__("syncd.engine").engine.PassReport("zitadel", "t"), []
-    )
+    changes_a, done_a = await a._diff(rt, outcomes, dict.fromkeys(RUN_COUNTS, 0), [], [])
+    changes_b, done_b = await b._diff(b.runtime("zitadel"), outcomes, dict.fromkeys(RUN_COUNTS, 0), [], [])
     assert changes_a.event_ids == changes_b.event_ids
 
     written_a = await store.write_batch("zitadel", "a", changes_a, done_a)
+    await store.pool.execute("UPDATE syncd.targets SET leased_by = 'b'")
     written_b = await store.write_batch("zitadel", "b", changes_b, done_b)
     assert (written_a, written_b) == (3, 0)
     assert len(await events(store)) == 3
+
+
+async def test_a_writer_whose_lease_was_taken_over_writes_nothing(store, zitadel, make_config, engine_for):
+    """A replica that stalled past its lease (a paused VM) must not put its old
+    version back over what the replica that took the lease over wrote since;
+    the mirror, the outbox and the next pass stay with the newer version."""
+    ids = zitadel.seed(1)
+    cfg = make_config(zitadel)
+    a = await engine_for(cfg, replica="a")
+    b = await engine_for(cfg, replica="b")
+    await store.add_targets("zitadel", ids)
+    await sync_all(a)
+    zitadel.modify(ids[0])  # v2
+    await store.make_due("zitadel", None)
+    # a leases and fetches v2, then stalls past its lease
+    leased = await store.lease_due("zitadel", "a", 60, 100)
+    outcomes = await a._fetch_all(a.runtime("zitadel"), leased)
+    stale, stale_done = await a._diff(a.runtime("zitadel"), outcomes, dict.fromkeys(RUN_COUNTS, 0), [], [])
+    await store.pool.execute("UPDATE syncd.targets SET lease_expires_at = now() - interval '1 second'")
+    zitadel.modify(ids[0])  # v3, which b syncs
+    assert (await b.sync("zitadel")).counts["updated"] == 1
+    newest = (await mirror(store))[ids[0]]
+    assert await store.write_batch("zitadel", "a", stale, stale_done) == 0
+    assert (await mirror(store))[ids[0]] == newest
+    assert [e["type"] for e in await events(store)].count("user.updated") == 1
 
 
 async def test_outbox_inserts_notify_listeners(store, zitadel, make_config, engine_for):
@@ -419,6 +443,42 @@ async def test_editing_ignore_fields_later_emits_no_event_wave(store, zitadel, m
     await store.make_due("zitadel", None)
     report = await second.sync("zitadel")  # and the new hashes stick
     assert report.counts["unchanged"] == 5
+
+
+async def test_editing_ignore_fields_emits_no_events_for_changes_it_still_ignores(
+    store, zitadel, make_config, engine_for
+):
+    """Fields that change on every read are ignored; when the operator then
+    ignores one more field, the ignored changes that piled up meanwhile are
+    still no reason for an event."""
+    ids = zitadel.seed(4)
+    ignore = ["updated_at", "source_version", "raw.user.details", "raw.details"]
+    first = await engine_for(make_config(zitadel, ignore_fields=ignore))
+    await store.add_targets("zitadel", ids)
+    await first.sync("zitadel")
+    for uid in ids:  # only what is ignored changes
+        zitadel.users[uid]["details"]["sequence"] = "999"
+        zitadel.users[uid]["user"]["details"]["sequence"] = "999"
+    second = await engine_for(make_config(zitadel, ignore_fields=[*ignore, "raw.user.loginNames"]))
+    await store.make_due("zitadel", None)
+    report = await second.sync("zitadel")
+    assert report.counts["updated"] == 0 and report.counts["unchanged"] == 4
+    assert len(await events(store)) == 4  # the creations
+
+
+async def test_a_nul_character_from_the_provider_does_not_block_the_batch(
+    store, zitadel, make_config, engine_for, logs
+):
+    """PostgreSQL stores no NUL character; one user whose name holds one is
+    written with U+FFFD in its place, and the rest of the batch with it."""
+    ids = zitadel.seed(5)
+    zitadel.users[ids[2]]["user"]["human"]["profile"]["displayName"] = "Bad\x00Name"
+    engine = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ids)
+    report = await engine.sync("zitadel")
+    assert report.status == "ok" and report.counts["created"] == 5
+    assert (await mirror(store))[ids[2]]["display_name"] == "Bad\ufffdName"
+    assert [e["user_id"] for e in logs if e["event"] == "user.nul_replaced"] == [ids[2]]
 
 
 async def test_a_deactivated_user_is_an_update_not_a_deletion(store, zitadel, make_config, engine_for):
