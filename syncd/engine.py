@@ -593,8 +593,10 @@ class Engine:
                     payload = _payload(rt, uid, version, before, after, observed)
                 # what tells this change apart from an identical earlier one: for an update
                 # or restore the mirror row's changed_at; for a creation (also of a mirror
-                # row that vanished) when the target was last synced
-                marker = t["last_synced_at"] if kind == "created" else t["changed_at"]
+                # row that vanished) when the target was last synced, or, never synced,
+                # when it was added (a target removed and added again is a new one)
+                created_marker = t["last_synced_at"] or t.get("added_at")
+                marker = created_marker if kind == "created" else t["changed_at"]
                 eid = event_id(rt.name, uid, kind, t["content_hash"], h, marker)
                 changes.add(uid, eid, f"user.{kind}", payload, h)
                 counts[kind] += 1

@@ -25,9 +25,10 @@ WITH due AS (
     -- release) is locked at its new version, which a ctid lookup under the
     -- snapshot can't see; a key lookup re-checks the new version and leases it.
     WHERE t.provider = $1 AND t.user_id = ANY (ARRAY(SELECT user_id FROM due))
-    RETURNING t.user_id, t.not_found_count, t.not_found_since, t.attempts, t.body_hash, t.last_synced_at
+    RETURNING t.user_id, t.not_found_count, t.not_found_since, t.attempts, t.body_hash, t.last_synced_at,
+              t.added_at
 )
-SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts, l.body_hash, l.last_synced_at,
+SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts, l.body_hash, l.last_synced_at, l.added_at,
        u.content_hash, u.changed_at, u.deleted_at
 FROM leased l
 LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;

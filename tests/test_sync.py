@@ -229,6 +229,22 @@ async def test_writing_the_same_change_twice_inserts_one_event_and_one_mirror_wr
     assert len(await events(store)) == 3
 
 
+async def test_a_mirror_rebuilt_from_scratch_is_written_again(store, zitadel, make_config, engine_for):
+    """An admin empties the mirror and adds the targets again while the old
+    creation events are still in the outbox: the users are created again
+    (new events), not reported created and silently skipped."""
+    ids = zitadel.seed(3)
+    engine = await engine_for(make_config(zitadel))
+    await store.add_targets("zitadel", ids)
+    await sync_all(engine)
+    await store.pool.execute("DELETE FROM syncd.users; DELETE FROM syncd.targets")
+    await store.add_targets("zitadel", ids)
+    report = await sync_all(engine)
+    assert report.counts["created"] == 3
+    assert set(await mirror(store)) == set(ids)
+    assert len(await events(store, "user.created")) == 6
+
+
 async def test_a_writer_whose_lease_was_taken_over_writes_nothing(store, zitadel, make_config, engine_for):
     """A replica that stalled past its lease (a paused VM) must not put its old
     version back over what the replica that took the lease over wrote since;
