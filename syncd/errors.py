@@ -71,6 +71,9 @@ class RateLimited(TransientError):
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_at = retry_at
 
+    #: the ``Retry-After`` header as the provider sent it (for the log)
+    retry_after: str | None = None
+
 
 class NotFound(ProviderError):
     """404: the provider says this user does not exist (now)."""

@@ -2,7 +2,7 @@
 
 It owns what must be the same for every provider: one keep-alive
 ``ClientSession`` per provider sized to its concurrency, timeouts, bearer
-tokens (renewed once on 401/403), ``Retry-After`` (RFC 9110 §10.2.3) pausing
+tokens (renewed once on 401), ``Retry-After`` (RFC 9110 §10.2.3) pausing
 the *whole* provider, exponential backoff with full jitter, a client-side
 rate budget, adaptive concurrency (AIMD) and a circuit breaker. aiohttp and
 JSON errors are translated here into ``syncd.errors``.
@@ -44,6 +44,32 @@ log = structlog.get_logger("syncd.http")
 
 #: statuses whose ``Retry-After`` pauses the provider (RFC 6585 §4, RFC 9110 §15.6.4, RFC 4918 §11.3)
 RATE_LIMIT_STATUSES = frozenset({429, 503, 423})
+#: a provider answer larger than this is refused (a user document is a few KiB)
+MAX_BODY = 10 * 1024 * 1024
+
+
+async def read_body(resp: aiohttp.ClientResponse, limit: int, *, provider: str, strict: bool = True) -> bytes:
+    """At most ``limit`` bytes of the body: over it, ``MalformedResponse`` when
+    ``strict``, else the body cut at ``limit`` (an error page only feeds a detail)."""
+    declared = resp.content_length
+    if declared is not None and declared <= limit:
+        return await resp.read()  # the parser stops at Content-Length
+    if strict and declared is not None:
+        raise MalformedResponse(
+            f"body too large: Content-Length {declared} > {limit} bytes",
+            provider=provider,
+            status=resp.status,
+        )
+    buf = bytearray()
+    async for chunk in resp.content.iter_any():
+        buf += chunk
+        if len(buf) > limit:
+            if strict:
+                raise MalformedResponse(
+                    f"body too large: more than {limit} bytes", provider=provider, status=resp.status
+                )
+            return bytes(buf[:limit])
+    return bytes(buf)
 
 
 @dataclass(slots=True)
@@ -74,9 +100,14 @@ class Auth(Protocol):
 
     async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]: ...
 
-    def invalidate(self, used: str | None = None) -> None:
-        """Forget the token; ``used`` is the Authorization value that was
-        refused (only that token is dropped, so concurrent 401s renew once)."""
+    def invalidate(self, used: str | None = None, error: AuthError | None = None) -> bool:
+        """The provider refused ``used`` (an Authorization value) with ``error``:
+        forget that token (only that one, so concurrent 401s renew once).
+        False when a new token cannot help (the credentials are refused)."""
+        ...
+
+    def accepted(self, used: str | None) -> None:
+        """The provider answered a request made with ``used`` (it is valid)."""
 
 
 class BearerToken:
@@ -88,7 +119,10 @@ class BearerToken:
     async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
         return self._header
 
-    def invalidate(self, used: str | None = None) -> None:
+    def invalidate(self, used: str | None = None, error: AuthError | None = None) -> bool:
+        return False
+
+    def accepted(self, used: str | None) -> None:
         pass
 
     def __repr__(self) -> str:  # never show the token
@@ -104,6 +138,11 @@ class TokenFlow:
     skew = 30.0
     #: after the token endpoint refused our credentials, fail without asking again for this long
     refusal_ttl = 30.0
+    #: after a token request failed (5xx, unreachable), don't ask again for this long:
+    #: every worker needs a token, and each would otherwise ask at once
+    failure_ttl = 1.0
+    #: a token request (connect, send, read) must be done within this many seconds
+    timeout = 60.0
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
@@ -111,6 +150,15 @@ class TokenFlow:
         self._expires_at = 0.0
         self._lock = asyncio.Lock()
         self._refused: tuple[float, AuthError] | None = None
+        #: the last token request's failure other than a refusal (cleared by a success)
+        self._failure: ProviderError | None = None
+        self._failed_at = 0.0
+        #: token requests finished so far: tells a waiter whether one failed while it waited
+        self._fetches = 0
+        #: the next token is obtained because the provider refused the last one
+        self._renewing = False
+        #: the Authorization value of a token obtained that way, until the provider accepts it
+        self._renewal: str | None = None
 
     async def obtain(self, session: aiohttp.ClientSession) -> tuple[str, float | None]:
         """Return ``(access_token, expires_in_seconds)``."""
@@ -118,27 +166,68 @@ class TokenFlow:
 
     async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
         if self._token is None or time.monotonic() >= self._expires_at:
+            seen = self._fetches
             async with self._lock:
                 if self._refused is not None and time.monotonic() - self._refused[0] < self.refusal_ttl:
                     # the endpoint just refused our credentials: fail fast, don't storm it
                     raise self._refused[1]
+                failure = self._failure
+                if failure is not None:
+                    if seen != self._fetches or _pause_pending(failure):
+                        # it failed while we waited for the lock, or asked us to wait
+                        # (the gate holds us then): retry after the backoff or the pause
+                        raise failure
+                    # a retry right after a failure: wait out its window (holding the
+                    # lock, so the workers queued behind share this one request)
+                    wait = self._failed_at + self.failure_ttl - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                 if self._token is None or time.monotonic() >= self._expires_at:
                     try:
                         token, expires_in = await self.obtain(session)
                     except AuthError as exc:
                         self._refused = (time.monotonic(), exc)
                         raise
-                    self._refused = None
+                    except ProviderError as exc:
+                        self._failure, self._failed_at = exc, time.monotonic()
+                        raise
+                    finally:
+                        self._fetches += 1
+                    self._refused = self._failure = None
                     ttl = float(expires_in) if expires_in else 3600.0
                     self._token = token
+                    self._renewal = f"Bearer {token}" if self._renewing else None
+                    self._renewing = False
                     register_secret(token)
                     self._expires_at = time.monotonic() + max(ttl - min(self.skew, ttl / 10), 1.0)
                     log.info("auth.token_obtained", provider=self.provider, expires_in=expires_in)
         return {"Authorization": f"Bearer {self._token}"}
 
-    def invalidate(self, used: str | None = None) -> None:
+    def invalidate(self, used: str | None = None, error: AuthError | None = None) -> bool:
+        if used is not None and used == self._renewal:
+            # a token issued because the last one was refused is refused too: the
+            # credentials (or their grants) are the problem, not the token's age.
+            # Renewing on every request would only storm the token endpoint.
+            self._token = self._renewal = None
+            self._renewing = True
+            refusal = AuthError(
+                "credentials rejected (a newly issued token was refused too)",
+                provider=self.provider,
+                status=error.status if error else 401,
+                detail=error.detail if error else None,
+                tracking_id=error.tracking_id if error else None,
+            )
+            self._refused = (time.monotonic(), refusal)
+            log.warning("auth.renewed_token_refused", provider=self.provider)
+            return False
         if used is None or used == f"Bearer {self._token}":
             self._token = None
+            self._renewing = True
+        return True
+
+    def accepted(self, used: str | None) -> None:
+        if used is not None and used == self._renewal:
+            self._renewal = None
 
     async def post_token(
         self,
@@ -155,31 +244,66 @@ class TokenFlow:
         headers = dict(headers or {})
         if basic is not None:
             headers["Authorization"] = basic_auth(*basic)
-        try:
-            async with session.post(url, data=data, json=json, headers=headers) as resp:
-                body = await resp.read()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransientError(
-                f"token endpoint unreachable: {exc.__class__.__name__}", provider=self.provider
-            ) from exc
-        if status in (400, 401, 403):
-            raise AuthError(
-                "credentials refused by the token endpoint",
-                provider=self.provider,
-                status=status,
-                detail=body[:200].decode("utf-8", "replace") or None,
-            )
-        if status >= 400:
-            cls = TransientError if status >= 500 or status == 429 else ProviderError
-            raise cls("token endpoint failed", provider=self.provider, status=status)
+        status, body = await self.post_checked(session, url, data=data, json=json, headers=headers)
         doc = jsonutil.parse_body(body, provider=self.provider, status=status)
         if not isinstance(doc, dict) or not doc.get("access_token"):
             raise MalformedResponse("token endpoint answered without access_token", provider=self.provider)
         return doc
 
+    async def post_checked(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        *,
+        what: str = "token endpoint",
+        data: Mapping[str, str] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        """POST one step of the auth flow; ``(status, body)`` of a 2xx answer.
+
+        400/401/403 are an ``AuthError`` (the credentials), 429/503/423 a
+        ``RateLimited`` carrying the ``Retry-After`` instant (the HTTP layer
+        pauses the provider on it), other 5xx and transport errors a
+        ``TransientError``."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with session.post(url, data=data, json=json, headers=headers) as resp:
+                    status = resp.status
+                    retry_after = resp.headers.get("Retry-After")
+                    body = await read_body(resp, MAX_BODY, provider=self.provider, strict=status < 300)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            kind = "timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__
+            raise TransientError(f"{what} unreachable: {kind}", provider=self.provider) from exc
+        if status < 400:
+            return status, body
+        detail = body[:200].decode("utf-8", "replace").strip() or None
+        if status in RATE_LIMIT_STATUSES or (retry_after and status >= 500):
+            limited = RateLimited(
+                f"{what} asked us to slow down ({status})",
+                retry_at=parse_retry_after(retry_after),
+                provider=self.provider,
+                status=status,
+                detail=detail,
+            )
+            limited.retry_after = retry_after
+            raise limited
+        if status in (400, 401, 403):
+            message = (
+                "credentials refused by the token endpoint" if what == "token endpoint" else f"{what} refused"
+            )
+            raise AuthError(message, provider=self.provider, status=status, detail=detail)
+        cls = TransientError if status >= 500 else ProviderError
+        raise cls(f"{what} failed", provider=self.provider, status=status, detail=detail)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(***)"
+
+
+def _pause_pending(exc: ProviderError) -> bool:
+    """A token endpoint's Retry-After that has not passed yet."""
+    retry_at = exc.retry_at if isinstance(exc, RateLimited) else None
+    return retry_at is not None and utcnow() < retry_at
 
 
 def basic_auth(user: str, password: str) -> str:
@@ -188,14 +312,21 @@ def basic_auth(user: str, password: str) -> str:
 
 
 class CircuitBreaker:
-    """Closed → (N consecutive failures) → open for a cool-down → one probe."""
+    """Closed → (N consecutive failures) → open for a cool-down → one probe.
+
+    ``admit`` hands out tickets: 0 while closed, a probe number while half-open
+    (one probe at a time), None when the request must not be sent. A probe
+    that ends without an outcome (cancelled, its token could not be fetched)
+    is ``abandon``-ed so the next request probes; one that never ends is
+    presumed lost after a cool-down."""
 
     def __init__(self, threshold: int, cooldown: float) -> None:
         self.threshold = threshold
         self.cooldown = cooldown
         self.failures = 0
         self.opened_at: float | None = None
-        self._probing = False
+        self._probe_at: float | None = None
+        self._probe_id = 0
 
     @property
     def state(self) -> str:
@@ -205,26 +336,36 @@ class CircuitBreaker:
             return "open"
         return "half_open"
 
-    def admit(self) -> bool:
+    def admit(self) -> int | None:
         state = self.state
         if state == "closed":
-            return True
-        if state == "half_open" and not self._probing:
-            self._probing = True
-            return True
-        return False
+            return 0
+        now = time.monotonic()
+        if state == "half_open" and (self._probe_at is None or now - self._probe_at >= self.cooldown):
+            self._probe_id += 1
+            self._probe_at = now
+            return self._probe_id
+        return None
+
+    def probing(self, ticket: int) -> bool:
+        """True while ``ticket`` is the probe in flight, its outcome not recorded."""
+        return ticket > 0 and ticket == self._probe_id and self._probe_at is not None
+
+    def abandon(self, ticket: int) -> None:
+        if self.probing(ticket):
+            self._probe_at = None
 
     def success(self) -> None:
         self.failures = 0
         self.opened_at = None
-        self._probing = False
+        self._probe_at = None
 
     def failure(self) -> bool:
         """Record a failure; True when this one opened the circuit."""
         self.failures += 1
-        if self._probing or (self.opened_at is None and self.failures >= self.threshold):
+        if self._probe_at is not None or (self.opened_at is None and self.failures >= self.threshold):
             self.opened_at = time.monotonic()
-            self._probing = False
+            self._probe_at = None
             return True
         return False
 
@@ -260,7 +401,9 @@ class Gate:
         #: called with the new pause instant so it can be shared (engine → store)
         self.on_pause: Callable[[datetime, str], Awaitable[None]] | None = None
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> int:
+        """Wait for a slot, the end of any pause and a rate token; returns the
+        circuit ticket (``CircuitBreaker.admit``), > 0 for the half-open probe."""
         if self.in_flight < max(1, int(self.limit)) and not self._waiters:
             self.in_flight += 1
         else:
@@ -272,14 +415,33 @@ class Gate:
                 if waiter.done() and not waiter.cancelled():
                     self._release_slot()
                 raise
+        ticket: int | None = None
         try:
-            await self.wait_pause()
-            if not self.circuit.admit():
-                raise CircuitOpen("circuit open: provider failing, not sending", provider=self.provider)
-            await self._take_token()
+            while True:
+                await self.wait_pause()
+                if not ticket:  # (re)check the circuit; a probe keeps its turn
+                    ticket = self.circuit.admit()
+                    if ticket is None:
+                        raise CircuitOpen(
+                            "circuit open: provider failing, not sending", provider=self.provider
+                        )
+                await self._take_token()
+                # a 429 may have announced a pause while we slept for a rate token
+                if not self.paused():
+                    return ticket
         except BaseException:
+            if ticket:
+                self.circuit.abandon(ticket)
             self._release_slot()
             raise
+
+    async def wait_turn(self) -> None:
+        """Wait out the pause and take a rate token, until no pause is in force."""
+        while True:
+            await self.wait_pause()
+            await self._take_token()
+            if not self.paused():
+                return
 
     async def release(self) -> None:
         self._release_slot()
@@ -292,6 +454,9 @@ class Gate:
             if not waiter.done():
                 self.in_flight += 1
                 waiter.set_result(None)
+
+    def paused(self) -> bool:
+        return self.paused_until is not None and self.paused_until > utcnow()
 
     async def wait_pause(self) -> None:
         while self.paused_until is not None:
@@ -307,9 +472,13 @@ class Gate:
             return True
         return False
 
-    async def pause(self, until: datetime, reason: str) -> None:
-        if self.apply_pause(until) and self.on_pause is not None:
+    async def pause(self, until: datetime, reason: str) -> bool:
+        """Pause every request until ``until``; True if that extended the pause."""
+        if not self.apply_pause(until):
+            return False
+        if self.on_pause is not None:
             await self.on_pause(until, reason)
+        return True
 
     async def _take_token(self) -> None:
         if not self.max_rps:
@@ -369,6 +538,8 @@ class ProviderClient:
         tracking_header: str | None = None,
         default_headers: Mapping[str, str] | None = None,
         redact_fields: Sequence[str] = (),
+        max_body: int = MAX_BODY,
+        request_timeout: float | None = None,
     ) -> None:
         self.provider = provider
         self.session = session
@@ -379,6 +550,12 @@ class ProviderClient:
         self.tracking_header = tracking_header
         self.default_headers = dict(default_headers or {})
         self.redact_fields = tuple(redact_fields)
+        #: a larger answer is a ``MalformedResponse`` (checked before and while reading)
+        self.max_body = max_body
+        #: the whole request (connect, send, every chunk of the body) must fit in
+        #: this; the session's sock_read restarts with each chunk, so a server that
+        #: trickles its answer would otherwise hold a worker forever
+        self.request_timeout = request_timeout if request_timeout is not None else _default_deadline(session)
         # metric children resolved once: labels() takes a lock on every call
         self._fetch_seconds = metrics.FETCH_SECONDS.labels(provider)
         self._circuit_open = metrics.CIRCUIT_OPEN.labels(provider)
@@ -425,10 +602,14 @@ class ProviderClient:
                         await self._backoff(exc, attempt)
                 # with Retry-After the gate holds every request until retry_at
             except AuthError as exc:
-                if renewed or self.auth is None or not self.auth.renewable:
+                used = exc.used_authorization
+                # no request was refused (the token endpoint was), the token is valid
+                # but lacks a right (403), or it cannot be renewed: a new token won't help
+                if used is None or exc.status == 403 or self.auth is None or not self.auth.renewable:
+                    raise
+                if not self.auth.invalidate(used, exc) or renewed:
                     raise
                 renewed = True
-                self.auth.invalidate(getattr(exc, "used_authorization", None))
                 log.info("auth.renewing", provider=self.provider)
             except TransientError as exc:
                 if isinstance(exc, CircuitOpen):
@@ -452,28 +633,88 @@ class ProviderClient:
 
     async def _once(self, url: str, params: Mapping[str, str] | None) -> Any:
         headers = dict(self.default_headers)
-        await self.gate.acquire()
-        started = time.monotonic()
+        ticket = await self.gate.acquire()
+        answered = False
         try:
-            # after the gate: a request that waited out a pause or a renewal uses the newest token
-            if self.auth is not None:
-                headers.update(await self.auth.headers(self.session))
-            async with self.session.get(url, params=params, headers=headers) as resp:
-                body = await resp.read()
-                status = resp.status
-                resp_headers = resp.headers
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self._failed()
-            kind = "timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__
-            raise TransientError(f"request failed: {kind}", provider=self.provider) from exc
+            started = time.monotonic()
+            try:
+                # after the gate: a request that waited out a pause or a renewal uses the newest token
+                if self.auth is not None:
+                    headers.update(await self._auth_headers())
+                while self.gate.paused():
+                    # announced while we waited for the token: its instant binds us too
+                    await self.gate.wait_turn()
+                    if self.auth is not None:
+                        headers.update(await self._auth_headers())
+                async with (
+                    asyncio.timeout(self.request_timeout),
+                    self.session.get(url, params=params, headers=headers) as resp,
+                ):
+                    status = resp.status
+                    resp_headers = resp.headers
+                    answered = True
+                    body = await read_body(resp, self.max_body, provider=self.provider, strict=status < 300)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self._failed()
+                kind = "timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__
+                raise TransientError(f"request failed: {kind}", provider=self.provider) from exc
+            finally:
+                await self.gate.release()
+                self._fetch_seconds.observe(time.monotonic() - started)
+            used = headers.get("Authorization")
+            if self.auth is not None and (200 <= status < 300 or status == 404):
+                self.auth.accepted(used)
+            try:
+                return await self._interpret(status, resp_headers, body)
+            except AuthError as exc:
+                exc.used_authorization = used
+                raise
         finally:
-            await self.gate.release()
-            self._fetch_seconds.observe(time.monotonic() - started)
+            if ticket and self.gate.circuit.probing(ticket):
+                if answered:
+                    # any answer (a 429, a 503 with Retry-After, a body too large)
+                    # proves the provider alive; failures were recorded already
+                    self._circuit_closed()
+                else:  # cancelled, or the token could not be had: let another request probe
+                    self.gate.circuit.abandon(ticket)
+
+    async def _auth_headers(self) -> dict[str, str]:
+        assert self.auth is not None
         try:
-            return await self._interpret(status, resp_headers, body)
-        except AuthError as exc:
-            exc.used_authorization = headers.get("Authorization")
+            return await self.auth.headers(self.session)
+        except RateLimited as exc:
+            # the token endpoint's Retry-After pauses the provider like a GET's
+            if exc.retry_at is not None:
+                # waiters re-raise the same error: log only the pause it started
+                await self._pause(exc, exc.retry_after, always_log=False)
             raise
+
+    async def _pause(self, exc: RateLimited, retry_after: str | None, *, always_log: bool = True) -> None:
+        """Pause the whole provider until ``exc.retry_at`` (capped)."""
+        assert exc.retry_at is not None
+        cap = utcnow() + timedelta(seconds=self.policy.retry_after_cap)
+        if exc.retry_at > cap:
+            log.warning(
+                "provider.retry_after_capped",
+                provider=self.provider,
+                retry_after=retry_after,
+                cap_seconds=self.policy.retry_after_cap,
+            )
+            # the capped instant, also for whoever holds this error (a token flow's cache)
+            exc.retry_at = cap
+        if await self.gate.pause(exc.retry_at, f"HTTP {exc.status}") or always_log:
+            log.warning(
+                "provider.rate_limited",
+                provider=self.provider,
+                status=exc.status,
+                retry_at=exc.retry_at.isoformat(),
+                tracking_id=exc.tracking_id,
+            )
+
+    def _circuit_closed(self) -> None:
+        if self.gate.circuit.opened_at is not None:
+            self._circuit_open.set(0)
+        self.gate.circuit.success()
 
     def _failed(self) -> None:
         if self.gate.circuit.failure():
@@ -514,30 +755,18 @@ class ProviderClient:
         detail = self._detail(body)
         retry_after = headers.get("Retry-After")
         if status in RATE_LIMIT_STATUSES or (retry_after and status >= 500):
-            retry_at = parse_retry_after(retry_after)
-            if retry_at is not None:
-                cap = utcnow() + timedelta(seconds=self.policy.retry_after_cap)
-                if retry_at > cap:
-                    log.warning(
-                        "provider.retry_after_capped",
-                        provider=self.provider,
-                        retry_after=retry_after,
-                        cap_seconds=self.policy.retry_after_cap,
-                    )
-                    retry_at = cap
-                log.warning(
-                    "provider.rate_limited",
-                    provider=self.provider,
-                    status=status,
-                    retry_at=retry_at.isoformat(),
-                    tracking_id=tracking,
-                )
-                await self.gate.pause(retry_at, f"HTTP {status}")
+            exc = RateLimited(
+                f"provider asked us to slow down ({status})",
+                retry_at=parse_retry_after(retry_after),
+                **common,
+                detail=detail,
+            )
+            exc.retry_after = retry_after
+            if exc.retry_at is not None:
+                await self._pause(exc, retry_after)
             elif status >= 500:
                 self._failed()
-            raise RateLimited(
-                f"provider asked us to slow down ({status})", retry_at=retry_at, **common, detail=detail
-            )
+            raise exc
         if status == 404:
             self.gate.succeeded()
             raise NotFound("user not found", **common, detail=detail)
@@ -555,6 +784,12 @@ class ProviderClient:
             return self.error_detail(body)
         except Exception:  # an unparseable error body is still an error: keep the text
             return body[:200].decode("utf-8", "replace") or None
+
+
+def _default_deadline(session: aiohttp.ClientSession) -> float:
+    """Room for a connect and a couple of slow reads, never under a minute."""
+    timeout = session.timeout
+    return max(60.0, 2 * ((timeout.sock_connect or 0.0) + (timeout.sock_read or 0.0)))
 
 
 def make_session(concurrency: int, connect_timeout: float, read_timeout: float) -> aiohttp.ClientSession:

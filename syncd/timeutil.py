@@ -9,6 +9,9 @@ from email.utils import parsedate_to_datetime
 _FRACTION = re.compile(r"\.(\d+)")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+#: a Retry-After beyond a year is read as a year: longer than any cap the caller
+#: applies, and ``timedelta``/``datetime`` overflow on delays like 99999999999999
+MAX_RETRY_AFTER = 366 * 86400
 
 
 def utcnow() -> datetime:
@@ -54,8 +57,8 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> datetim
         return None
     value = value.strip()
     now = now or utcnow()
-    if value.isdigit():
-        return now + timedelta(seconds=int(value))
+    if value.isascii() and value.isdigit():  # str.isdigit() also accepts "²", which int() refuses
+        return now + timedelta(seconds=min(int(value), MAX_RETRY_AFTER))
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from syncd.errors import NotFound
+from syncd.errors import MalformedResponse, NotFound
 
 if TYPE_CHECKING:
     from syncd.config import ProviderConfig
@@ -56,6 +56,30 @@ async def probe(client: ProviderClient, url: str) -> None:
         await client.get_json(url)
     except NotFound:
         pass
+
+
+def document(doc: Any) -> dict[str, Any]:
+    """The provider's answer when it is a JSON object. Valid JSON of another
+    kind (``null``, ``[]``, ``"x"``) is a ``MalformedResponse``: that user's
+    error, with a message an operator can read, not a crash in the mapping."""
+    if isinstance(doc, dict):
+        return doc
+    raise MalformedResponse(f"expected a JSON object, got {json_kind(doc)}")
+
+
+def json_kind(value: Any) -> str:
+    """The JSON name of a parsed value's type (RFC 8259 §3)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object" if isinstance(value, dict) else type(value).__name__
 
 
 def obj(doc: dict[str, Any], key: str) -> dict[str, Any]:

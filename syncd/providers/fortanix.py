@@ -26,16 +26,18 @@ from typing import Any, ClassVar
 import aiohttp
 
 from syncd.config import FortanixConfig, read_secret
-from syncd.errors import AuthError, MalformedResponse
+from syncd.errors import MalformedResponse
 from syncd.http import ProviderClient, TokenFlow
 from syncd.identity import Email, Identity
-from syncd.providers.base import probe
+from syncd.providers.base import document, json_kind, probe
 
 
-def normalize(doc: dict[str, Any]) -> Identity:
+def normalize(doc: Any) -> Identity:
+    doc = document(doc)
     if not doc.get("user_id"):
         raise MalformedResponse("Fortanix user has no user_id")
-    roles = [str(r) for r in doc.get("account_role") or ()]
+    account_role = doc.get("account_role") or ()
+    roles = [account_role] if isinstance(account_role, str) else [str(r) for r in account_role]
     if "STATEENABLED" in roles:
         state, active = "enabled", True
     elif "PENDINGINVITE" in roles:
@@ -90,18 +92,15 @@ class Session(TokenFlow):
         return token, doc.get("expires_in")
 
     async def post_token_select(self, session: aiohttp.ClientSession, token: str) -> None:
-        async with session.post(
+        # a 4xx refuses the account (AuthError); a 5xx is the server's trouble
+        # (TransientError, retried), not our credentials'
+        await self.post_checked(
+            session,
             f"{self.base}/sys/v1/session/select_account",
+            what="select_account",
             json={"acct_id": self.account_id},
             headers={"Authorization": f"Bearer {token}"},
-        ) as resp:
-            if resp.status >= 400:
-                raise AuthError(
-                    "select_account refused",
-                    provider=self.provider,
-                    status=resp.status,
-                    detail=(await resp.text())[:200],
-                )
+        )
 
 
 def make_auth(config: FortanixConfig) -> Session:
@@ -136,6 +135,8 @@ class FortanixProvider:
             if start:
                 params["start"] = start
             page = await self.client.get_json(f"{self.config.base_url}/sys/v1/users", params=params)
+            if not isinstance(page, list):
+                raise MalformedResponse(f"expected a JSON array of users, got {json_kind(page)}")
             ids = [str(u["user_id"]) for u in page if isinstance(u, dict) and u.get("user_id")]
             for uid in ids:
                 if uid != start:

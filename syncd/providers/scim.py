@@ -29,7 +29,7 @@ from syncd.errors import MalformedResponse
 from syncd.http import Auth, BearerToken, ProviderClient
 from syncd.identity import Email, Identity, primary_email
 from syncd.jsonutil import loads
-from syncd.providers.base import obj, probe
+from syncd.providers.base import document, json_kind, obj, probe
 from syncd.timeutil import parse_rfc3339
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -57,8 +57,9 @@ def _primary_value(items: Any) -> str | None:
     return str(items[0]["value"]) if items else None
 
 
-def scim_fields(doc: dict[str, Any]) -> dict[str, Any]:
+def scim_fields(doc: Any) -> dict[str, Any]:
     """The record fields of a SCIM 2 User resource (keyword arguments of Identity)."""
+    doc = document(doc)
     if not doc.get("id"):
         raise MalformedResponse("SCIM resource has no id")
     name = obj(doc, "name")
@@ -90,7 +91,7 @@ def scim_fields(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def normalize(doc: dict[str, Any]) -> Identity:
+def normalize(doc: Any) -> Identity:
     return Identity(**scim_fields(doc))
 
 
@@ -115,10 +116,14 @@ async def list_scim_ids(client: ProviderClient, users_url: str, page: int = 100)
     """RFC 7644 §3.4.2.4 pagination: startIndex is 1-based."""
     start = 1
     while True:
-        doc = await client.get_json(users_url, params={"startIndex": str(start), "count": str(page)})
+        doc = document(
+            await client.get_json(users_url, params={"startIndex": str(start), "count": str(page)})
+        )
         resources = doc.get("Resources") or []
+        if not isinstance(resources, list):
+            raise MalformedResponse(f"SCIM ListResponse Resources is {json_kind(resources)}, not an array")
         for r in resources:
-            if r.get("id"):
+            if isinstance(r, dict) and r.get("id"):
                 yield str(r["id"])
         total = int(doc.get("totalResults") or 0)
         start += len(resources)

@@ -31,7 +31,7 @@ from syncd.errors import MalformedResponse
 from syncd.http import Auth, BearerToken, ProviderClient
 from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
-from syncd.providers.base import obj, probe
+from syncd.providers.base import document, obj, probe
 from syncd.providers.scim import error_detail as scim_error_detail
 from syncd.providers.scim import list_scim_ids, scim_fields
 
@@ -40,7 +40,8 @@ def is_scim(doc: dict[str, Any]) -> bool:
     return "schemas" in doc or "userName" in doc
 
 
-def normalize(doc: dict[str, Any]) -> Identity:
+def normalize(doc: Any) -> Identity:
+    doc = document(doc)
     if is_scim(doc):
         return Identity(**scim_fields(doc))
     if not doc.get("id"):

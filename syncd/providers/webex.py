@@ -25,14 +25,15 @@ from syncd.http import Auth, BearerToken, ProviderClient, TokenFlow
 from syncd.identity import Identity
 from syncd.jsonutil import loads
 from syncd.logs import register_secret
-from syncd.providers.base import obj, probe
+from syncd.providers.base import document, obj, probe
 from syncd.providers.scim import error_detail as scim_error_detail
 from syncd.providers.scim import list_scim_ids, scim_fields
 
 CISCO = "urn:scim:schemas:extension:cisco:webexidentity:2.0:User"
 
 
-def normalize(doc: dict[str, Any]) -> Identity:
+def normalize(doc: Any) -> Identity:
+    doc = document(doc)
     fields = scim_fields(doc)
     cisco = obj(doc, CISCO)
     status = cisco.get("accountStatus")

@@ -17,19 +17,20 @@ from syncd.errors import MalformedResponse
 from syncd.http import Auth, BearerToken, ProviderClient, TokenFlow
 from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
-from syncd.providers.base import probe
+from syncd.providers.base import document, obj, probe
 from syncd.timeutil import parse_rfc3339
 
 #: ``USER_STATE_*`` values that mean the user may sign in
 _ACTIVE_STATES = {"USER_STATE_ACTIVE", "USER_STATE_INITIAL"}
 
 
-def normalize(doc: dict[str, Any]) -> Identity:
+def normalize(doc: Any) -> Identity:
     """Map a GetUserByID response (``{"details":…, "user":…}``) to an Identity."""
-    user = doc.get("user") if isinstance(doc.get("user"), dict) else None
-    if user is None or not user.get("userId"):
+    doc = document(doc)
+    user = obj(doc, "user")
+    if not user.get("userId"):
         raise MalformedResponse("ZITADEL answer has no user.userId")
-    details = user.get("details") or doc.get("details") or {}
+    details = obj(user, "details") or obj(doc, "details")
     state = user.get("state") or "USER_STATE_UNSPECIFIED"
     common: dict[str, Any] = {
         "user_id": str(user["userId"]),
@@ -41,13 +42,13 @@ def normalize(doc: dict[str, Any]) -> Identity:
         "raw": doc,
     }
     if "machine" in user:
-        machine = user.get("machine") or {}
+        machine = obj(user, "machine")
         return Identity(**common, kind="machine", display_name=machine.get("name") or None)
 
-    human = user.get("human") or {}
-    profile = human.get("profile") or {}
-    email = human.get("email") or {}
-    phone = human.get("phone") or {}
+    human = obj(user, "human")
+    profile = obj(human, "profile")
+    email = obj(human, "email")
+    phone = obj(human, "phone")
     emails: tuple[Email, ...] = ()
     if email.get("email"):
         # isVerified omitted means false (proto3 zero value)
