@@ -4,7 +4,10 @@ Lifecycle in one place: the store, the engine, the admin HTTP server, the
 LISTEN connection and the APScheduler jobs are started in order and torn
 down in reverse on one ``AsyncExitStack``. SIGTERM/SIGINT stop leasing, let
 in-flight batches finish (up to ``[daemon] shutdown_grace``), release every
-lease and exit 0; a second signal exits at once.
+lease and exit 0; a second signal exits at once. The clean-up after the grace
+is bounded too (``CLEANUP_TIMEOUT``): against a database that no longer
+answers, the leases are left to expire and the process still exits 0 before
+systemd's ``TimeoutStopSec`` (45 s in ``deploy/``) kills it.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import signal
 import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import structlog
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -32,6 +37,17 @@ from syncd.errors import StoreUnavailable
 from syncd.store import Store
 
 log = structlog.get_logger("syncd.daemon")
+
+#: seconds the clean-up after the drain (release leases, close pools and the
+#: admin server) may take; then at most 3 s more to abandon what is left. With
+#: the default grace (30 s) that stays inside the 45 s deploy/ gives systemd
+#: (TimeoutStopSec) and Kubernetes (terminationGracePeriodSeconds)
+CLEANUP_TIMEOUT = 10.0
+#: after a pass crashed, wait about base * 2**(n-1) before the provider's next
+#: pass (n crashes in a row; equal jitter), never more than the cap or the
+#: provider's interval
+CRASH_BACKOFF_BASE = 2.0
+CRASH_BACKOFF_CAP = 300.0
 
 
 def sd_notify(message: str) -> None:
@@ -56,15 +72,27 @@ class Daemon:
         self.engine: Engine | None = None
         self.db_ok = False
         self.schema_ok = False
+        #: migrations not applied yet (shown by /readyz)
+        self.pending_migrations: list[str] = []
+        #: a database error that is not an outage (lock or statement timeout,
+        #: permission, …) from the last health check; not ready while set
+        self.check_error: str | None = None
         self.passes: dict[str, asyncio.Task[Any]] = {}
         self._failures = 0
         self._retry_at = 0.0
+        #: per provider: passes crashed in a row, and no new pass before this
+        self._crashes: dict[str, int] = {}
+        self._crash_retry_at: dict[str, float] = {}
+        self._targets_registered = False
+        self.cleanup_timeout = CLEANUP_TIMEOUT
+        self.crash_backoff_base = CRASH_BACKOFF_BASE
+        self.crash_backoff_cap = CRASH_BACKOFF_CAP
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._embedded: Any = None
 
     @property
     def ready(self) -> bool:
-        return self.db_ok and self.schema_ok and not self.stopping.is_set()
+        return self.db_ok and self.schema_ok and self.check_error is None and not self.stopping.is_set()
 
     # -- lifecycle -----------------------------------------------------------------
     async def run(self) -> int:
@@ -89,7 +117,9 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
 
-        async with contextlib.AsyncExitStack() as stack:
+        stack = contextlib.AsyncExitStack()
+        tasks: list[asyncio.Task[None]] = []
+        try:
             await self._start_admin(stack)
             await self._connect(stack)
             if self.store is None:  # stopped before the database ever answered
@@ -99,8 +129,6 @@ class Daemon:
             stack.push_async_callback(self.engine.close)
             stack.push_async_callback(self._release_all)
             await self._refresh_health()
-            if self.schema_ok:
-                await self.engine.register_config_targets()
             tasks = [
                 asyncio.create_task(self._listen_forever(), name="listen"),
                 asyncio.create_task(self._health_forever(), name="health"),
@@ -110,13 +138,58 @@ class Daemon:
             sd_notify("READY=1")
             log.info("daemon.started", listen=self.listen, providers=[p.name for p in self.cfg.providers])
             await self.stopping.wait()
-            self.scheduler.shutdown(wait=False)
+        finally:
+            if self.scheduler.running:  # no new pass from here on
+                self.scheduler.shutdown(wait=False)
             await self._drain()
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._cleanup(stack, tasks)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
         log.info("daemon.stopped")
         return 0
+
+    async def _cleanup(self, stack: contextlib.AsyncExitStack, tasks: list[asyncio.Task[None]]) -> None:
+        """Stop the background tasks, release the leases, close the pools and
+        the admin server: within ``cleanup_timeout``, whatever the database does."""
+
+        async def unwind() -> None:
+            # passes still running were cancelled when the grace expired; they
+            # record their run and release their leases as they unwind
+            passes = list(self.passes.values())
+            for t in (*tasks, *passes):
+                t.cancel()
+            try:
+                await asyncio.gather(*tasks, *passes, return_exceptions=True)
+            finally:
+                await stack.aclose()
+
+        job = asyncio.create_task(unwind(), name="cleanup")
+        done, _ = await asyncio.wait({job}, timeout=self.cleanup_timeout)
+        if not done:
+            log.warning(
+                "daemon.cleanup_timed_out",
+                timeout_seconds=self.cleanup_timeout,
+                hint="leases not released expire by themselves",
+                lease_seconds=self.cfg.sync.lease,
+            )
+            if self.store is not None:
+                self.store.pool.terminate()  # whatever waits on a pooled connection fails now
+            # each cancellation interrupts one wait of the exit stack (a silent LISTEN
+            # connection's close, say, which then aborts it): repeat until it has run
+            # through, briefly
+            deadline = time.monotonic() + 2.0
+            while not job.done() and time.monotonic() < deadline:
+                job.cancel()
+                await asyncio.wait({job}, timeout=0.1)
+            if self.engine is not None:
+                # an interrupted Engine.close left its HTTP sessions open; its
+                # LISTEN connection is gone by now, so this touches no database
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.engine.close(), 1.0)
+        if not job.done():
+            log.warning("daemon.cleanup_abandoned")
+        elif not job.cancelled() and (exc := job.exception()) is not None:
+            log.warning("daemon.cleanup_failed", error=f"{exc.__class__.__name__}: {exc}")
 
     async def _connect(self, stack: contextlib.AsyncExitStack) -> None:
         """Connect (or start the embedded database), retrying until it answers."""
@@ -167,6 +240,8 @@ class Daemon:
         """One scheduled look at a provider: start a pass unless one runs."""
         if self.stopping.is_set() or not self.ready or time.monotonic() < self._retry_at:
             return
+        if time.monotonic() < self._crash_retry_at.get(provider, 0.0):
+            return  # its last pass crashed: backing off
         running = self.passes.get(provider)
         if running is not None and not running.done():
             return
@@ -180,10 +255,32 @@ class Daemon:
                 return  # nothing due: no run row for an idle tick
             await self.engine.sync(provider, trigger="schedule", stop=self.stopping)
             self._failures = 0
+            self._crashes.pop(provider, None)
+            self._crash_retry_at.pop(provider, None)
         except StoreUnavailable as exc:
             self._db_down(exc)
-        except Exception:
-            log.exception("daemon.pass_crashed", provider=provider)
+        except Exception as exc:
+            self._pass_crashed(provider, exc)
+
+    def _pass_crashed(self, provider: str, exc: Exception) -> None:
+        """A bug or a database error that is not an outage: the next pass would
+        most likely crash the same way, so back off instead of re-leasing and
+        re-fetching the same batches every tick."""
+        crashes = self._crashes.get(provider, 0) + 1
+        self._crashes[provider] = crashes
+        interval = self.cfg.provider(provider).interval
+        cap = max(self.crash_backoff_base, min(self.crash_backoff_cap, interval))
+        ceiling = min(cap, self.crash_backoff_base * 2 ** min(crashes - 1, 30))
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # equal jitter: never shorter than half
+        self._crash_retry_at[provider] = time.monotonic() + delay
+        log.error(
+            "sync.pass_crashed",
+            provider=provider,
+            error=f"{exc.__class__.__name__}: {exc}",
+            crashes=crashes,
+            retry_in=round(delay, 3),
+            exc_info=exc,
+        )
 
     async def _full_resync(self, provider: str) -> None:
         assert self.engine is not None
@@ -203,7 +300,9 @@ class Daemon:
         metrics.DB_UP.set(0)
 
     async def _drain(self) -> None:
-        """Let in-flight passes finish their batch (they stop leasing at once)."""
+        """Let in-flight passes finish their batch (they stop leasing at once);
+        those still running after the grace are cancelled, and unwind within
+        the clean-up's time limit (``_cleanup``)."""
         running = [t for t in self.passes.values() if not t.done()]
         if not running:
             return
@@ -212,14 +311,13 @@ class Daemon:
             t.cancel()
         if pending:
             log.warning("daemon.grace_expired", cancelled=len(pending))
-            await asyncio.gather(*pending, return_exceptions=True)
 
     async def _release_all(self) -> None:
         if self.store is None:
             return
         try:
             await self.store.release_leases(self.replica)
-        except StoreUnavailable as exc:  # they expire by themselves
+        except (StoreUnavailable, asyncpg.PostgresError) as exc:  # they expire by themselves
             log.warning("daemon.leases_not_released", error=str(exc), lease_seconds=self.cfg.sync.lease)
 
     # -- background tasks ---------------------------------------------------------------
@@ -257,32 +355,61 @@ class Daemon:
             job.modify(next_run_time=datetime.now(UTC))
 
     async def _health_forever(self) -> None:
+        """Readiness every 2 s; nothing may end this loop, or readiness freezes
+        (frozen at not ready, no pass would ever start again)."""
         while not self.stopping.is_set():
-            await self._refresh_health()
+            try:
+                await self._refresh_health()
+            except Exception as exc:
+                self.check_error = f"{exc.__class__.__name__}: {exc}"
+                log.exception("daemon.health_check_crashed", error=self.check_error)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 2.0)
 
     async def _refresh_health(self) -> None:
-        assert self.store is not None
         was = self.ready
-        self.db_ok = await self.store.ping()
-        metrics.DB_UP.set(1 if self.db_ok else 0)
-        if self.db_ok:
-            try:
-                pending = await self.store.pending_migrations()
-                self.schema_ok = not pending
-                if pending:
-                    log.error("daemon.schema_not_current", pending=pending, hint="run `syncd migrate`")
-                for row in await self.store.fetch("gauges", [p.name for p in self.cfg.providers]):
-                    metrics.TARGETS_DUE.labels(row["provider"]).set(row["due"])
-                    metrics.PENDING_DELETIONS.labels(row["provider"]).set(row["held"])
-            except StoreUnavailable:
-                self.db_ok = False
+        try:
+            await self._check_database()
+            self.check_error = None
+        except asyncpg.PostgresError as exc:
+            # reachable but failing (lock or statement timeout, permissions, a
+            # dropped table): not ready until a check passes again
+            error = f"{exc.__class__.__name__}: {exc}"
+            if error != self.check_error:
+                log.warning("daemon.health_check_failed", error=error, sqlstate=exc.sqlstate)
+            self.check_error = error
         if self.ready and not was:
             self._failures, self._retry_at = 0, 0.0
             log.info("daemon.ready")
         elif was and not self.ready and not self.stopping.is_set():
-            log.error("daemon.not_ready", database=self.db_ok, schema=self.schema_ok)
+            log.error("daemon.not_ready", database=self.db_ok, schema=self.schema_ok, error=self.check_error)
+
+    async def _check_database(self) -> None:
+        assert self.store is not None and self.engine is not None
+        self.db_ok = await self.store.ping()
+        metrics.DB_UP.set(1 if self.db_ok else 0)
+        if not self.db_ok:
+            return
+        try:
+            pending = await self.store.pending_migrations()
+            self.schema_ok = not pending
+            if pending != self.pending_migrations:
+                if pending:
+                    log.error("daemon.schema_not_current", pending=pending, hint="run `syncd migrate`")
+                else:
+                    log.info("daemon.schema_current")
+            self.pending_migrations = pending
+            if pending:
+                return  # the tables the gauges read may not exist yet
+            if not self._targets_registered:
+                await self.engine.register_config_targets()
+                self._targets_registered = True
+            for row in await self.store.fetch("gauges", [p.name for p in self.cfg.providers]):
+                metrics.TARGETS_DUE.labels(row["provider"]).set(row["due"])
+                metrics.PENDING_DELETIONS.labels(row["provider"]).set(row["held"])
+        except StoreUnavailable:
+            self.db_ok = False
+            metrics.DB_UP.set(0)
 
     async def _watchdog_forever(self) -> None:
         usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
@@ -302,6 +429,8 @@ class Daemon:
             "ready": self.ready,
             "database": self.db_ok,
             "schema_current": self.schema_ok,
+            "pending_migrations": self.pending_migrations,
+            "error": self.check_error,
             "stopping": self.stopping.is_set(),
         }
         return web.json_response(body, status=200 if self.ready else 503)

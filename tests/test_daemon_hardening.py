@@ -1,0 +1,334 @@
+"""The daemon stays up and answers for itself when the database misbehaves:
+an unmigrated schema, a failing health query, a pass that crashes, a database
+that stops answering during shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+
+from syncd import config as config_mod
+from syncd.daemon import Daemon
+from syncd.testing.fake import FakeProvider
+from tests.conftest import TOKEN_ENV, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def get(port: int, path: str) -> tuple[int, dict[str, Any]] | None:
+    """The admin server's answer, or None while it does not listen."""
+    try:
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}{path}") as r:
+            return r.status, json.loads(await r.text())
+    except aiohttp.ClientError:
+        return None
+
+
+async def readyz_is(port: int, status: int) -> bool:
+    answer = await get(port, "/readyz")
+    return answer is not None and answer[0] == status
+
+
+# -- `syncd run` as a process ----------------------------------------------------------------
+def write_config(path: Path, db_url: str, fake_url: str, port: int, extra: str = "") -> Path:
+    path.write_text(
+        f"""
+[database]
+url = "{db_url}"
+[daemon]
+listen = "127.0.0.1:{port}"
+replica = "h"
+poll_interval = "200ms"
+[sync]
+delete_confirmations = 1
+max_delete_fraction = 1.0
+[[providers]]
+name = "corp"
+type = "zitadel"
+base_url = "{fake_url}"
+token_env = "{TOKEN_ENV}"
+interval = "1h"
+{extra}
+"""
+    )
+    return path
+
+
+@pytest.fixture
+async def syncd_run(tmp_path: Path) -> AsyncIterator[Callable[[Path], Awaitable[asyncio.subprocess.Process]]]:
+    procs: list[asyncio.subprocess.Process] = []
+
+    async def start(cfg: Path) -> asyncio.subprocess.Process:
+        with (tmp_path / "daemon.log").open("w") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "syncd", "run", "--config", str(cfg), stdout=log_file, stderr=log_file
+            )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for p in procs:
+        if p.returncode is None:
+            p.kill()
+            await p.wait()
+
+
+def events(tmp_path: Path) -> list[str]:
+    out = []
+    for line in (tmp_path / "daemon.log").read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line)["event"])
+    return out
+
+
+async def count(store: Any, sql: str) -> int:
+    return await store.pool.fetchval(sql)
+
+
+async def test_an_unmigrated_database_gives_503_schema_not_current_until_syncd_migrate(
+    tmp_path, empty_db_url, zitadel, syncd_run
+):
+    """`syncd run` before `syncd migrate` keeps running and answers /readyz 503
+    naming the pending migrations; after the migration it is ready by itself and
+    registers the config's user_ids (which needed the schema)."""
+    ids = zitadel.seed(3)
+    port = free_port()
+    cfg = write_config(tmp_path / "h.toml", empty_db_url, zitadel.url, port, f"user_ids = {json.dumps(ids)}")
+    proc = await syncd_run(cfg)
+
+    async def checked() -> tuple[int, dict[str, Any]] | None:
+        answer = await get(port, "/readyz")
+        return answer if answer is not None and answer[1]["database"] else None
+
+    status, body = await wait_for(checked, timeout=20)
+    assert status == 503 and body["schema_current"] is False and body["pending_migrations"]
+    assert (await get(port, "/healthz")) is not None
+    assert proc.returncode is None
+
+    migrate = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "syncd", "migrate", "--config", str(cfg), stdout=asyncio.subprocess.DEVNULL
+    )
+    assert await migrate.wait() == 0
+    await wait_for(lambda: readyz_is(port, 200), timeout=10)
+
+    from syncd.store import Store
+
+    store = await Store.connect(empty_db_url, min_size=1, max_size=1)
+    try:
+        await wait_for(
+            lambda: count(store, "SELECT count(*) FROM syncd.users WHERE provider = 'corp'"), timeout=10
+        )
+    finally:
+        await store.close()
+    proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(proc.wait(), 15) == 0
+    seen = events(tmp_path)
+    assert "daemon.schema_not_current" in seen and "daemon.ready" in seen
+    assert seen.count("daemon.schema_not_current") == 1  # once, not every health check
+    assert "Traceback" not in (tmp_path / "daemon.log").read_text()
+
+
+async def test_a_failing_health_query_marks_not_ready_and_the_checks_go_on(
+    tmp_path, db_url, store, zitadel, syncd_run
+):
+    """A PostgreSQL error that is not an outage (here: a table the gauges read is
+    missing) makes /readyz 503 with the error; once it is gone, ready again."""
+    port = free_port()
+    await syncd_run(write_config(tmp_path / "h.toml", db_url, zitadel.url, port))
+    await wait_for(lambda: readyz_is(port, 200), timeout=20)
+
+    await store.pool.execute("ALTER TABLE syncd.pending_deletions RENAME TO pending_deletions_away")
+    await wait_for(lambda: readyz_is(port, 503), timeout=10)
+    answer = await get(port, "/readyz")
+    assert answer is not None
+    body = answer[1]
+    assert body["database"] is True and body["schema_current"] is True
+    assert "UndefinedTableError" in body["error"]
+
+    await store.pool.execute("ALTER TABLE syncd.pending_deletions_away RENAME TO pending_deletions")
+    await wait_for(lambda: readyz_is(port, 200), timeout=10)
+    assert "daemon.health_check_failed" in events(tmp_path)
+
+
+# -- the daemon in this process --------------------------------------------------------------
+def daemon_config(db_url: str, f: FakeProvider, **daemon: Any) -> config_mod.Config:
+    os.environ[TOKEN_ENV] = f.token
+    return config_mod.from_dict(
+        {
+            "database": {"url": db_url},
+            "daemon": {"replica": "inproc", "poll_interval": "50ms", **daemon},
+            "sync": {"delete_confirmations": 1, "max_delete_fraction": 1.0, "lease": "5s"},
+            "providers": [{**f.provider_config("corp", token_env=TOKEN_ENV), "interval": "1h"}],
+        },
+        source="<test>",
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(d: Daemon) -> AsyncIterator[asyncio.Task[int]]:
+    task = asyncio.create_task(d.run())
+    try:
+        await wait_for(lambda: task.done() or d.ready, timeout=10)
+        assert not task.done(), task.result()
+        yield task
+    finally:
+        if not task.done():
+            d.stopping.set()
+            await asyncio.wait_for(task, 20)
+
+
+def crash_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in logs if e["event"] == "sync.pass_crashed"]
+
+
+async def test_a_crashing_pass_backs_off_exponentially_and_resets_after_a_good_pass(
+    store, db_url, zitadel, logs
+):
+    """Every pass crashes (a trigger refuses its run row): the provider's next
+    pass waits longer each time (logged as retry_in) instead of starting on the
+    next 50 ms tick; one good pass and the next crash starts from the bottom."""
+    await store.pool.execute(
+        "CREATE FUNCTION syncd.refuse_runs() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN RAISE EXCEPTION 'runs refused by the test'; END $$;"
+        "CREATE TRIGGER refuse_runs BEFORE INSERT ON syncd.sync_runs"
+        " FOR EACH ROW EXECUTE FUNCTION syncd.refuse_runs()"
+    )
+    ids = zitadel.seed(5)
+    await store.add_targets("corp", ids)
+    d = Daemon(daemon_config(db_url, zitadel), listen=f"127.0.0.1:{free_port()}")
+    d.crash_backoff_base, d.crash_backoff_cap = 0.2, 0.8
+
+    async with running(d):
+        seen_at: list[float] = []
+
+        def crashed(n: int) -> bool:
+            while len(seen_at) < len(crash_lines(logs)):
+                seen_at.append(time.monotonic())
+            return len(seen_at) >= n
+
+        await wait_for(lambda: crashed(4), timeout=10, interval=0.005)
+        crashes = crash_lines(logs)[:4]
+        assert [c["crashes"] for c in crashes] == [1, 2, 3, 4]
+        for c, ceiling in zip(crashes, (0.2, 0.4, 0.8, 0.8), strict=True):
+            assert ceiling / 2 <= c["retry_in"] <= ceiling  # capped at 0.8
+            assert "runs refused by the test" in c["error"] and c["provider"] == "corp"
+        for (a, b), c in zip(itertools.pairwise(seen_at[:4]), crashes, strict=False):
+            assert b - a >= c["retry_in"] - 0.03  # no pass before the delay it announced
+
+        await store.pool.execute("DROP TRIGGER refuse_runs ON syncd.sync_runs")
+        await wait_for(lambda: count(store, "SELECT count(*) FROM syncd.users"), timeout=10)
+        await wait_for(lambda: any(e["event"] == "sync.pass_finished" for e in logs), timeout=5)
+
+        await store.pool.execute(
+            "CREATE TRIGGER refuse_runs BEFORE INSERT ON syncd.sync_runs"
+            " FOR EACH ROW EXECUTE FUNCTION syncd.refuse_runs()"
+        )
+        before = len(crash_lines(logs))
+        await store.make_due("corp", None)
+        await wait_for(lambda: len(crash_lines(logs)) > before, timeout=5)
+        assert crash_lines(logs)[before]["crashes"] == 1
+
+
+class FreezingProxy:
+    """A TCP proxy to PostgreSQL that can freeze: connections stay open but
+    nothing goes through and new ones are never answered (a blackholed host)."""
+
+    def __init__(self, upstream_url: str) -> None:
+        parts = urlsplit(upstream_url)
+        host = parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0]
+        self.host, self.port = host, parts.port or 5432
+        self.database = parts.path.lstrip("/")
+        self.thawed = asyncio.Event()
+        self.thawed.set()
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        return f"postgresql://postgres@127.0.0.1:{port}/{self.database}"
+
+    async def __aenter__(self) -> FreezingProxy:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in list(self.writers):
+            w.transport.abort()
+        self.thawed.set()  # let the blocked pipes see their closed ends
+        await self.server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        await self.thawed.wait()
+        try:
+            if self.host.startswith("/"):
+                up_r, up_w = await asyncio.open_unix_connection(f"{self.host}/.s.PGSQL.{self.port}")
+            else:
+                up_r, up_w = await asyncio.open_connection(self.host, self.port)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.writers.add(up_w)
+        await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                await self.thawed.wait()
+                if writer.transport.is_closing():
+                    break
+                writer.write(data)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.transport.abort()
+
+
+async def test_sigterm_with_a_database_that_stopped_answering_exits_0_within_the_cleanup_bound(
+    store, db_url, zitadel, logs
+):
+    """The database goes silent (no answers, no resets): on SIGTERM releasing the
+    leases and closing the connections would wait a minute or more; the daemon
+    gives up after its clean-up time limit, says so, and exits 0."""
+    ids = zitadel.seed(5)
+    await store.add_targets("corp", ids)
+    async with FreezingProxy(db_url) as proxy:
+        d = Daemon(daemon_config(proxy.url, zitadel, shutdown_grace="1s"), listen=f"127.0.0.1:{free_port()}")
+        d.cleanup_timeout = 1.0
+        async with running(d) as task:
+            await wait_for(lambda: any(e["event"] == "sync.pass_finished" for e in logs), timeout=10)
+            proxy.thawed.clear()
+            started = time.monotonic()
+            os.kill(os.getpid(), signal.SIGTERM)  # the daemon's own handler takes it
+            assert await asyncio.wait_for(task, 10) == 0
+            took = time.monotonic() - started
+        # idle, so no grace to wait: the clean-up limit, then at most 2 s of
+        # cancellations and 1 s to close the HTTP sessions (without it: minutes)
+        assert took < 1.0 + 3.5
+        seen = [e["event"] for e in logs]
+        assert "daemon.stopping" in seen and "daemon.cleanup_timed_out" in seen
+        assert seen[-1] == "daemon.stopped"
