@@ -112,6 +112,7 @@ class ProviderBase(_Durations):
         "interval",
         "connect_timeout",
         "read_timeout",
+        "request_timeout",
         "retry_after_cap",
         "circuit_cooldown",
         "backoff_base",
@@ -129,6 +130,11 @@ class ProviderBase(_Durations):
     adaptive: bool = False
     connect_timeout: Seconds = 10.0
     read_timeout: Seconds = 30.0
+    #: deadline of one whole request (a server trickling bytes resets read_timeout);
+    #: None = max(60 s, 2 x (connect_timeout + read_timeout))
+    request_timeout: Seconds | None = None
+    #: a larger answer is that user's error, not read into memory
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_attempts: int = Field(default=5, ge=1, le=50)
     #: exponential backoff with full jitter: attempt n waits up to min(cap, base * 2**n)
     backoff_base: Seconds = 0.5

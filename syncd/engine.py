@@ -127,6 +127,7 @@ class ProviderRuntime:
 
 def open_runtime(config: ProviderBase) -> ProviderRuntime:
     cls = REGISTRY[config.type]  # type: ignore[attr-defined]
+    auth = cls.make_auth(config)  # first: a missing secret must not leave a session open
     session = make_session(config.concurrency, config.connect_timeout, config.read_timeout)
     gate = Gate(
         config.name,
@@ -140,7 +141,7 @@ def open_runtime(config: ProviderBase) -> ProviderRuntime:
         config.name,
         session,
         gate,
-        cls.make_auth(config),
+        auth,
         policy=RetryPolicy(
             max_attempts=config.max_attempts,
             retry_after_cap=config.retry_after_cap,
@@ -150,6 +151,8 @@ def open_runtime(config: ProviderBase) -> ProviderRuntime:
         error_detail=cls.error_detail,
         tracking_header=cls.tracking_header,
         redact_fields=config.redact_fields,
+        max_body=config.max_body_bytes,
+        request_timeout=config.request_timeout,
     )
     ignore = config.ignore_fields if config.ignore_fields is not None else cls.default_ignore_fields
     salt = repr((__version__, config.type, sorted(config.redact_fields), sorted(ignore))).encode()  # type: ignore[attr-defined]

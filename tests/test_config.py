@@ -44,6 +44,18 @@ ignore_fields = ["details.changeDate"]
     assert p.user_ids == ("1", "2") and p.ignore_fields == ("details.changeDate",)
 
 
+async def test_per_request_limits_reach_the_http_client(monkeypatch):
+    from syncd.engine import open_runtime
+
+    monkeypatch.setenv("Z_TOKEN", "t")
+    cfg = config.from_dict({"providers": [{**BASE, "request_timeout": "5s", "max_body_bytes": 4096}]})
+    rt = open_runtime(cfg.providers[0])
+    try:
+        assert (rt.client.request_timeout, rt.client.max_body) == (5.0, 4096)
+    finally:
+        await rt.close()
+
+
 @pytest.mark.parametrize(
     ("provider", "message"),
     [
@@ -56,6 +68,8 @@ ignore_fields = ["details.changeDate"]
         ({**BASE, "token_file": "/x"}, "set token_env or token_file, not both"),
         ({**BASE, "type": "wacht"}, "connection_id: Field required"),
         ({**BASE, "name": "Has Spaces"}, "providers[0] (name='Has Spaces').name"),
+        ({**BASE, "max_body_bytes": 10}, "providers[0] (name='z').max_body_bytes"),
+        ({**BASE, "request_timeout": "later"}, "'later' is not a duration"),
     ],
 )
 def test_bad_provider_settings_name_the_file_and_key(provider, message):
