@@ -122,6 +122,7 @@ class ProviderRuntime:
         return self.config.name
 
     async def close(self) -> None:
+        await self.client.aclose()
         await self.session.close()
 
 

@@ -495,3 +495,43 @@ async def test_a_select_account_refusal_fails_the_pass_with_the_provider_s_words
 
     assert report.status == "failed"
     assert "select_account refused" in (report.error or "") and "not a member" in (report.error or "")
+
+
+async def test_the_request_deadline_tells_its_own_timeout_from_a_cancellation():
+    """The deadline cancels a request and reports a timeout; a pass cancelled
+    from outside (SIGTERM after the grace) still sees CancelledError, and no
+    deadline task is left behind after close."""
+    from syncd.errors import TransientError
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(1)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_get("/slow", slow)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/slow"
+    session = make_session(4, 1.0, 10.0)
+    client = ProviderClient("p", session, Gate("p", concurrency=4), policy=RetryPolicy(max_attempts=1))
+    try:
+        client.request_timeout = 0.2
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="timeout"):
+            await client.get_json(url)
+        assert time.monotonic() - started < 1.0
+
+        client.request_timeout = 60
+        pending = asyncio.create_task(client.get_json(url))
+        await wait_for(lambda: client._deadlines, timeout=2)
+        pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pending
+        assert not client._deadlines
+    finally:
+        await client.aclose()
+        assert client._sweeper is None
+        await session.close()
+        await runner.cleanup()
