@@ -141,6 +141,26 @@ async def test_check_reports_bad_credentials_by_provider(tmp_path, store, zitade
     assert "wrong-token" not in out
 
 
+async def test_check_respects_and_shares_the_providers_retry_after(tmp_path, store, zitadel, db_url):
+    """A provider paused by a Retry-After is not contacted by `syncd check`;
+    a 429 the check gets is recorded for the daemons, not waited out."""
+    cfg = write_config(tmp_path, db_url, zitadel.url)
+    await store.pool.execute(
+        "INSERT INTO syncd.provider_state (provider, paused_until) VALUES ('corp', now() + interval '10 minutes')"
+    )
+    before = len(zitadel.requests)
+    rc, out, _ = await syncd("check", "--config", cfg)
+    assert rc == 1 and "NOT CHECKED: paused by the provider's Retry-After until" in out
+    assert len(zitadel.requests) == before
+
+    await store.pool.execute("DELETE FROM syncd.provider_state")
+    zitadel.inject("429", retry_after="120", times=1)
+    rc, out, _ = await syncd("check", "--config", cfg)
+    assert rc == 1 and "FAILED" in out
+    until = await store.pool.fetchval("SELECT paused_until FROM syncd.provider_state WHERE provider = 'corp'")
+    assert until is not None
+
+
 async def test_invalid_config_exits_3_naming_the_key(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text(
