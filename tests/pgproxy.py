@@ -1,6 +1,7 @@
 """A TCP proxy in front of PostgreSQL that a test can cut, to show what a
-database restart does to the daemon: every connection is dropped and new
-ones are refused until it is restored."""
+database restart does to the daemon (every connection is dropped and new
+ones are refused until it is restored), or freeze, to show a blackholed
+database (connections stay open, nothing goes through, new ones hang)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class PgProxy:
         self.listen_port = 0
         self.writers: set[asyncio.StreamWriter] = set()
         self.database = parts.path.lstrip("/")
+        self.thawed = asyncio.Event()
+        self.thawed.set()
 
     @property
     def url(self) -> str:
@@ -40,7 +43,17 @@ class PgProxy:
     async def restore(self) -> None:
         await self.start()
 
+    def freeze(self) -> None:
+        self.thawed.clear()
+
+    async def stop(self) -> None:
+        self.thawed.set()  # let blocked pipes see their closed ends
+        if self.server is not None:
+            await self.cut()
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        await self.thawed.wait()
         try:
             if self.unix:
                 up_r, up_w = await asyncio.open_unix_connection(f"{self.unix}/.s.PGSQL.{self.port}")
@@ -55,6 +68,9 @@ class PgProxy:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self.thawed.wait()
+                if writer.transport.is_closing():
+                    break
                 writer.write(data)
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError):

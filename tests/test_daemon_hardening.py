@@ -16,7 +16,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
@@ -25,6 +24,7 @@ from syncd import config as config_mod
 from syncd.daemon import Daemon
 from syncd.testing.fake import FakeProvider
 from tests.conftest import TOKEN_ENV, wait_for
+from tests.pgproxy import PgProxy
 
 
 def free_port() -> int:
@@ -247,67 +247,6 @@ async def test_a_crashing_pass_backs_off_exponentially_and_resets_after_a_good_p
         assert crash_lines(logs)[before]["crashes"] == 1
 
 
-class FreezingProxy:
-    """A TCP proxy to PostgreSQL that can freeze: connections stay open but
-    nothing goes through and new ones are never answered (a blackholed host)."""
-
-    def __init__(self, upstream_url: str) -> None:
-        parts = urlsplit(upstream_url)
-        host = parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0]
-        self.host, self.port = host, parts.port or 5432
-        self.database = parts.path.lstrip("/")
-        self.thawed = asyncio.Event()
-        self.thawed.set()
-        self.server: asyncio.Server | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        port = self.server.sockets[0].getsockname()[1]
-        return f"postgresql://postgres@127.0.0.1:{port}/{self.database}"
-
-    async def __aenter__(self) -> FreezingProxy:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        for w in list(self.writers):
-            w.transport.abort()
-        self.thawed.set()  # let the blocked pipes see their closed ends
-        await self.server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.writers.add(writer)
-        await self.thawed.wait()
-        try:
-            if self.host.startswith("/"):
-                up_r, up_w = await asyncio.open_unix_connection(f"{self.host}/.s.PGSQL.{self.port}")
-            else:
-                up_r, up_w = await asyncio.open_connection(self.host, self.port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self.writers.add(up_w)
-        await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                await self.thawed.wait()
-                if writer.transport.is_closing():
-                    break
-                writer.write(data)
-                await writer.drain()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self.writers.discard(writer)
-            writer.transport.abort()
-
-
 async def test_sigterm_with_a_database_that_stopped_answering_exits_0_within_the_cleanup_bound(
     store, db_url, zitadel, logs
 ):
@@ -316,12 +255,14 @@ async def test_sigterm_with_a_database_that_stopped_answering_exits_0_within_the
     gives up after its clean-up time limit, says so, and exits 0."""
     ids = zitadel.seed(5)
     await store.add_targets("corp", ids)
-    async with FreezingProxy(db_url) as proxy:
+    proxy = PgProxy(db_url)
+    await proxy.start()
+    try:
         d = Daemon(daemon_config(proxy.url, zitadel, shutdown_grace="1s"), listen=f"127.0.0.1:{free_port()}")
         d.cleanup_timeout = 1.0
         async with running(d) as task:
             await wait_for(lambda: any(e["event"] == "sync.pass_finished" for e in logs), timeout=10)
-            proxy.thawed.clear()
+            proxy.freeze()
             started = time.monotonic()
             os.kill(os.getpid(), signal.SIGTERM)  # the daemon's own handler takes it
             assert await asyncio.wait_for(task, 10) == 0
@@ -332,3 +273,5 @@ async def test_sigterm_with_a_database_that_stopped_answering_exits_0_within_the
         seen = [e["event"] for e in logs]
         assert "daemon.stopping" in seen and "daemon.cleanup_timed_out" in seen
         assert seen[-1] == "daemon.stopped"
+    finally:
+        await proxy.stop()

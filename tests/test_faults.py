@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from syncd.engine import Engine
 from syncd.testing.fake import retry_after_date
 from tests.conftest import TOKEN_ENV, wait_for
 
@@ -216,7 +217,8 @@ async def test_a_provider_down_for_the_whole_run_leaves_the_mirror_untouched(
     assert all("request failed" in e["last_error"] for e in errors)
 
 
-async def test_a_mass_deletion_is_held_until_an_admin_approves(store, zitadel, make_config, engine_for, logs):
+async def guarded(store, zitadel, make_config, engine_for) -> tuple[list[str], Engine]:
+    """20 users synced, a guard that holds deletions of more than 10 %."""
     ids, engine = await seeded(
         store,
         zitadel,
@@ -226,6 +228,11 @@ async def test_a_mass_deletion_is_held_until_an_admin_approves(store, zitadel, m
         sync={"max_delete_fraction": 0.1, "delete_confirmations": 1},
     )
     await engine.sync("zitadel")
+    return ids, engine
+
+
+async def test_a_mass_deletion_is_held_until_an_admin_approves(store, zitadel, make_config, engine_for, logs):
+    ids, engine = await guarded(store, zitadel, make_config, engine_for)
     for uid in ids[:5]:
         del zitadel.users[uid]
 
@@ -257,15 +264,7 @@ async def test_a_held_deletion_waits_for_approval_however_the_passes_fall(
     confirms a held deletion again, alone, must not carry it out, and a new
     deletion while others are held is held too. A pass that holds a user
     also keeps an admin's approval away from it until it is done."""
-    ids, engine = await seeded(
-        store,
-        zitadel,
-        make_config,
-        engine_for,
-        n=20,
-        sync={"max_delete_fraction": 0.1, "delete_confirmations": 1},
-    )
-    await engine.sync("zitadel")
+    ids, engine = await guarded(store, zitadel, make_config, engine_for)
     for uid in ids[:3]:
         del zitadel.users[uid]
     assert (await resync(engine)).counts["held"] == 3
