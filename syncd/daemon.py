@@ -332,8 +332,11 @@ class Daemon:
                     await self.engine.listen_for_peers()
                     lost = asyncio.Event()
                     conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                    backoff = 0.5
-                    waiters = [asyncio.ensure_future(e.wait()) for e in (lost, self.stopping)]
+                    if self.engine.listening:
+                        backoff = 0.5
+                    # either connection lost: both are set up again
+                    events = (lost, self.engine.peers_lost, self.stopping)
+                    waiters = [asyncio.ensure_future(e.wait()) for e in events]
                     try:
                         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                     finally:

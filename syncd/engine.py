@@ -203,6 +203,11 @@ class Engine:
         self.replica = replica or config.daemon.replica or default_replica()
         self.runtimes: dict[str, ProviderRuntime] = {}
         self._listener: contextlib.AsyncExitStack | None = None
+        #: the LISTEN connection for peers' pauses is up (else read provider_state
+        #: before every batch); ``peers_lost`` is set when it goes (the daemon reconnects)
+        self.listening = False
+        self.peers_lost = asyncio.Event()
+        self._peer_conn: Any = None
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -215,25 +220,40 @@ class Engine:
     async def listen_for_peers(self) -> None:
         """Hear other replicas' Retry-After pauses the moment they are recorded
         (before each batch the pause is also read from provider_state)."""
+        self.listening = False  # until listening again, read provider_state before every batch
+        self._peers_gone()
+        self._peer_conn = None  # its closing below is on purpose, not a loss
         if self._listener is not None:
             await self._listener.aclose()
-            # until listening again, read provider_state before every batch
             self._listener = None
-        for rt in self.runtimes.values():
-            rt.pause_checked = False  # a pause may have been announced while deaf
+        self.peers_lost = asyncio.Event()
         stack = contextlib.AsyncExitStack()
         try:
-            await stack.enter_async_context(
+            conn = await stack.enter_async_context(
                 self.store.listen("syncd_provider_state", self.apply_remote_pause)
             )
         except StoreUnavailable as exc:
             log.warning("engine.listen_failed", error=str(exc))
             await stack.aclose()
+            self._peers_gone()
             return
+        self._peer_conn = conn
+        conn.add_termination_listener(lambda c: self._peers_gone() if c is self._peer_conn else None)
         self._listener = stack
+        self.listening = True
+
+    def _peers_gone(self) -> None:
+        if self.listening:
+            log.warning("engine.listen_lost", replica=self.replica)
+        self.listening = False
+        for rt in self.runtimes.values():
+            rt.pause_checked = False  # a pause may have been announced while deaf
+        self.peers_lost.set()
 
     async def close(self) -> None:
         if self._listener is not None:
+            self.listening = False  # closing it on purpose
+            self._peer_conn = None
             await self._listener.aclose()
             self._listener = None
         for rt in self.runtimes.values():
@@ -435,7 +455,7 @@ class Engine:
     async def _refresh_pause(self, rt: ProviderRuntime) -> None:
         """Another replica may have paused the provider: read it before a batch
         (once per pass when we LISTEN, since peers' pauses then arrive at once)."""
-        if self._listener is not None and rt.pause_checked:
+        if self.listening and rt.pause_checked:
             return
         rt.pause_checked = True
         until = await self.store.get_pause(rt.name)

@@ -14,6 +14,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +276,32 @@ async def test_sigterm_with_a_database_that_stopped_answering_exits_0_within_the
         assert seen[-1] == "daemon.stopped"
     finally:
         await proxy.stop()
+
+
+async def test_losing_only_the_pause_listener_is_noticed_and_repaired(store, db_url, zitadel, logs):
+    """The connection that hears other replicas' Retry-After pauses dies alone
+    (an idle-session killer, a failover of one backend): the daemon notices,
+    reads provider_state before every batch meanwhile, listens again, and a
+    peer's pause announced afterwards reaches it at once."""
+    d = Daemon(daemon_config(db_url, zitadel), listen=f"127.0.0.1:{free_port()}")
+    async with running(d):
+        assert d.engine is not None
+        await wait_for(lambda: d.engine.listening, timeout=5)
+        killed = await store.pool.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE query LIKE 'LISTEN%syncd_provider_state%'"
+        )
+        assert killed == 1
+        await wait_for(lambda: any(e["event"] == "engine.listen_lost" for e in logs), timeout=5)
+
+        async def listening_again() -> bool:
+            n = await store.pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%syncd_provider_state%'"
+            )
+            return bool(d.engine and d.engine.listening and n == 1)
+
+        await wait_for(listening_again, timeout=10)
+        until = datetime.now(UTC) + timedelta(minutes=5)
+        await store.set_pause("corp", until, "HTTP 429")  # another replica's 429
+        gate = d.engine.runtime("corp").gate
+        await wait_for(lambda: gate.paused_until is not None and gate.paused_until >= until, timeout=5)
