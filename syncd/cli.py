@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import structlog
 
 from syncd import __version__, embedded, jsonutil, logs
 from syncd import config as config_mod
-from syncd.config import Config
+from syncd.config import Config, ProviderBase
 from syncd.errors import ConfigError, ProviderError, StoreUnavailable, SyncdError
 from syncd.process import tune_gc
 from syncd.store import Store
@@ -260,15 +261,13 @@ async def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAIL
 
 
-async def _check_provider(pc: Any, store: Any) -> bool:
+async def _check_provider(pc: ProviderBase, store: Store | None) -> bool:
     """One provider's credentials, within its shared Retry-After pause: a
     paused provider is not contacted, and a 429 the check gets is shared
     with the daemons (not waited out here)."""
-    from dataclasses import replace
+    from syncd.engine import open_runtime, share_pause
 
-    from syncd.engine import open_runtime
-
-    label = f"provider {pc.name} ({pc.type})"
+    label = f"provider {pc.name} ({pc.type})"  # type: ignore[attr-defined]
     if store is not None:
         until = await store.get_pause(pc.name)
         if until is not None and until > utcnow():
@@ -281,11 +280,7 @@ async def _check_provider(pc: Any, store: Any) -> bool:
         return False
     rt.client.policy = replace(rt.client.policy, max_rate_limit_waits=0, max_attempts=1)
     if store is not None:
-
-        async def share(until: Any, reason: str) -> None:
-            await store.set_pause(pc.name, until, reason)
-
-        rt.gate.on_pause = share
+        rt.gate.on_pause = share_pause(store, pc.name)
     try:
         await rt.adapter.check()
         print(f"{label}: credentials accepted")

@@ -13,7 +13,7 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -94,6 +94,12 @@ def change_kind(content_hash: str | None, deleted_at: datetime | None) -> str:
         return "created"
     return "restored" if deleted_at is not None else "updated"
 
+
+#: the last_error a target shows while its deletion waits for an admin, or was refused
+DELETION_NOTES = {
+    "deletion_held": "deletion held by the mass-deletion guard: run `syncd deletions approve`",
+    "deletion_rejected": "deletion rejected by an admin: the user stays in the mirror until it answers again",
+}
 
 #: leased batches being fetched or written at once: while one finishes its
 #: slowest fetches and its write, the next ones keep the provider's queue full
@@ -213,16 +219,15 @@ class Engine:
     async def start(self) -> None:
         for pc in self.config.providers:
             rt = open_runtime(pc)
-            rt.gate.on_pause = self._share_pause(pc.name)
+            rt.gate.on_pause = share_pause(self.store, pc.name)
             self.runtimes[pc.name] = rt
         await self.listen_for_peers()
 
     async def listen_for_peers(self) -> None:
         """Hear other replicas' Retry-After pauses the moment they are recorded
         (before each batch the pause is also read from provider_state)."""
-        self.listening = False  # until listening again, read provider_state before every batch
-        self._peers_gone()
         self._peer_conn = None  # its closing below is on purpose, not a loss
+        self._deaf()  # until listening again, read provider_state before every batch
         if self._listener is not None:
             await self._listener.aclose()
             self._listener = None
@@ -235,7 +240,7 @@ class Engine:
         except StoreUnavailable as exc:
             log.warning("engine.listen_failed", error=str(exc))
             await stack.aclose()
-            self._peers_gone()
+            self.peers_lost.set()  # the daemon tries again
             return
         self._peer_conn = conn
         conn.add_termination_listener(lambda c: self._peers_gone() if c is self._peer_conn else None)
@@ -243,17 +248,20 @@ class Engine:
         self.listening = True
 
     def _peers_gone(self) -> None:
-        if self.listening:
-            log.warning("engine.listen_lost", replica=self.replica)
+        """The LISTEN connection for peers' pauses terminated on its own."""
+        log.warning("engine.listen_lost", replica=self.replica)
+        self._deaf()
+        self.peers_lost.set()
+
+    def _deaf(self) -> None:
         self.listening = False
         for rt in self.runtimes.values():
             rt.pause_checked = False  # a pause may have been announced while deaf
-        self.peers_lost.set()
 
     async def close(self) -> None:
         if self._listener is not None:
-            self.listening = False  # closing it on purpose
-            self._peer_conn = None
+            self._peer_conn = None  # closing it on purpose
+            self.listening = False
             await self._listener.aclose()
             self._listener = None
         for rt in self.runtimes.values():
@@ -266,16 +274,6 @@ class Engine:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    def _share_pause(self, provider: str) -> Callable[[datetime, str], Any]:
-        async def share(until: datetime, reason: str) -> None:
-            metrics.RATE_LIMIT_WAIT.labels(provider).inc(max(0.0, (until - utcnow()).total_seconds()))
-            try:
-                await self.store.set_pause(provider, until, reason)
-            except StoreUnavailable as exc:  # the local pause still holds
-                log.warning("provider.pause_not_shared", provider=provider, error=str(exc))
-
-        return share
 
     def apply_remote_pause(self, payload: str) -> None:
         """A NOTIFY from another replica: ``"<provider> <epoch seconds>"``."""
@@ -473,17 +471,7 @@ class Engine:
         check = BodyCheck(rt.salt, target.get("body_hash") if mirrored else None)
         token = BODY_CHECK.set(check)
         try:
-            try:
-                identity = await rt.adapter.fetch(user_id)
-            except (BodyUnchanged, ProviderError):
-                raise
-            except Exception as exc:
-                # an adapter that chokes on a body it did not expect (say a JSON
-                # array): that user's error, not the whole pass's
-                raise MalformedResponse(
-                    f"could not map the provider's answer: {exc.__class__.__name__}: {exc}",
-                    provider=rt.name,
-                ) from exc
+            identity = await _adapter_fetch(rt, user_id)
         except BodyUnchanged:
             return _Outcome(target, same_body=True, body_hash=check.observed)
         except ProviderError as exc:
@@ -656,21 +644,9 @@ class Engine:
         rejected = [u for u in ids if decided.get(u) is True]
         held = [u for u in ids if decided.get(u) is False]
         if rejected:
-            await self.store.execute(
-                "set_target_status",
-                rt.name,
-                rejected,
-                "deletion_rejected",
-                "deletion rejected by an admin: the user stays in the mirror until it answers again",
-            )
+            await self._note_deletions(rt.name, rejected, "deletion_rejected")
         if held:
-            await self.store.execute(
-                "set_target_status",
-                rt.name,
-                held,
-                "deletion_held",
-                "deletion held by the mass-deletion guard: run `syncd deletions approve`",
-            )
+            await self._note_deletions(rt.name, held, "deletion_held")
             report.counts["held"] += len(held)
         ids = [u for u in ids if u not in decided]
         if not ids:
@@ -684,13 +660,7 @@ class Engine:
         )
         if too_many:
             await self.store.execute("hold_deletions", rt.name, ids, report.run_id)
-            await self.store.execute(
-                "set_target_status",
-                rt.name,
-                ids,
-                "deletion_held",
-                "deletion held by the mass-deletion guard: run `syncd deletions approve`",
-            )
+            await self._note_deletions(rt.name, ids, "deletion_held")
             report.counts["held"] += len(ids)
             log.error(
                 "sync.mass_deletion_held",
@@ -705,6 +675,10 @@ class Engine:
             )
             return
         report.counts["deleted"] += await self.delete_users(rt, ids)
+
+    async def _note_deletions(self, provider: str, ids: Sequence[str], status: str) -> None:
+        """Show on the targets that their deletion waits for an admin, or was refused."""
+        await self.store.execute("set_target_status", provider, list(ids), status, DELETION_NOTES[status])
 
     async def decide_held_deletions(
         self, provider: str, ids: Sequence[str], *, approve: bool
@@ -727,13 +701,7 @@ class Engine:
         try:
             if not approve:
                 await self.store.execute("reject_deletions", provider, leased)
-                await self.store.execute(
-                    "set_target_status",
-                    provider,
-                    leased,
-                    "deletion_rejected",
-                    "deletion rejected by an admin: the user stays in the mirror until it answers again",
-                )
+                await self._note_deletions(provider, leased, "deletion_rejected")
                 return len(leased), 0, busy
             still_gone = [r["user_id"] for r in await self.store.fetch("still_not_found", provider, leased)]
             deleted = await self.delete_users(rt, still_gone)
@@ -810,6 +778,33 @@ class Engine:
             if progress is not None:
                 progress(len(targets))
         return report
+
+
+def share_pause(store: Store, provider: str) -> Callable[[datetime, str], Awaitable[None]]:
+    """A gate's ``on_pause``: record a Retry-After pause in provider_state,
+    where every replica (and ``syncd check``) reads it."""
+
+    async def share(until: datetime, reason: str) -> None:
+        metrics.RATE_LIMIT_WAIT.labels(provider).inc(max(0.0, (until - utcnow()).total_seconds()))
+        try:
+            await store.set_pause(provider, until, reason)
+        except StoreUnavailable as exc:  # the local pause still holds
+            log.warning("provider.pause_not_shared", provider=provider, error=str(exc))
+
+    return share
+
+
+async def _adapter_fetch(rt: ProviderRuntime, user_id: str) -> Identity:
+    """The adapter's fetch; an adapter that chokes on a body it did not expect
+    (say a JSON array) gives that user's error, not the whole pass's."""
+    try:
+        return await rt.adapter.fetch(user_id)
+    except (BodyUnchanged, ProviderError):
+        raise
+    except Exception as exc:
+        raise MalformedResponse(
+            f"could not map the provider's answer: {exc.__class__.__name__}: {exc}", provider=rt.name
+        ) from exc
 
 
 def _payload(

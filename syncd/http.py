@@ -651,22 +651,11 @@ class ProviderClient:
                     await self.gate.wait_turn()
                     if self.auth is not None:
                         headers.update(await self._auth_headers())
-                task = self._watch()
-                try:
-                    async with self.session.get(url, params=params, headers=headers) as resp:
-                        status = resp.status
-                        resp_headers = resp.headers
-                        answered = True
-                        body = await read_body(
-                            resp, self.max_body, provider=self.provider, strict=status < 300
-                        )
-                except asyncio.CancelledError:
-                    if not self._expired(task):
-                        raise
-                    raise TimeoutError from None
-                finally:
-                    self._deadlines.pop(task, None)  # type: ignore[arg-type]
-                    self._timed_out.discard(task)  # type: ignore[arg-type]
+                status, resp_headers, body = await self._get(url, params, headers)
+                answered = True
+            except MalformedResponse:
+                answered = True  # an answer all the same (a body too large)
+                raise
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._failed()
                 kind = "timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__
@@ -690,6 +679,26 @@ class ProviderClient:
                     self._circuit_closed()
                 else:  # cancelled, or the token could not be had: let another request probe
                     self.gate.circuit.abandon(ticket)
+
+    async def _get(
+        self, url: str, params: Mapping[str, str] | None, headers: Mapping[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One GET under the request deadline: ``(status, headers, body)``;
+        the deadline's cancellation comes out as ``TimeoutError``."""
+        task = self._watch()
+        try:
+            async with self.session.get(url, params=params, headers=headers) as resp:
+                status = resp.status
+                body = await read_body(resp, self.max_body, provider=self.provider, strict=status < 300)
+                return status, resp.headers, body
+        except asyncio.CancelledError:
+            if not self._expired(task):
+                raise
+            raise TimeoutError from None
+        finally:
+            if task is not None:
+                self._deadlines.pop(task, None)
+                self._timed_out.discard(task)
 
     def _watch(self) -> asyncio.Task[Any] | None:
         """Put the current task under the request deadline (see _sweep)."""

@@ -370,12 +370,6 @@ FROM unnest($1::text[]) AS p(provider);
 UPDATE syncd.targets SET last_status = $3, last_error = $4
 WHERE provider = $1 AND user_id = ANY($2::text[]);
 
--- name: reset_not_found
--- $1 provider, $2 user ids
--- An admin rejected held deletions: start confirming from scratch.
-UPDATE syncd.targets SET not_found_count = 0, not_found_since = NULL, last_status = 'deletion_rejected'
-WHERE provider = $1 AND user_id = ANY($2::text[]);
-
 -- name: peek_due
 -- $1 provider
 -- Is anything due (and not leased)? Cheap check before starting a pass.
