@@ -9,13 +9,18 @@ once into a template database; each test gets a fresh copy
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import socket
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
 import pytest
 import structlog
@@ -162,3 +167,120 @@ async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+#: retries that don't slow a test down
+FAST = {"backoff_base": "10ms", "backoff_cap": "100ms", "read_timeout": "2s"}
+
+
+async def seeded(store, fake, make_config, engine_for, n=20, name="zitadel", sync=None, **over):
+    """``n`` users on ``fake``, registered as targets of an engine with FAST retries."""
+    ids = fake.seed(n)
+    engine = await engine_for(make_config(fake, sync=sync, **{**FAST, **over}))
+    await store.add_targets(name, ids)
+    return ids, engine
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- `syncd run` as a process -----------------------------------------------------------
+class DaemonProcess:
+    """A `syncd run` started by ``start_daemon``: its admin server and its log."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int, log_path: Path) -> None:
+        self.proc, self.port, self.log_path = proc, port, log_path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as s, s.get(self.url + path) as r:
+            return r.status, await r.text()
+
+    async def ready(self) -> bool:
+        try:
+            return (await self.get("/readyz"))[0] == 200
+        except aiohttp.ClientError:
+            return False
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+
+@pytest.fixture
+async def start_daemon(tmp_path):
+    procs: list[DaemonProcess] = []
+
+    async def start(
+        db_url: str,
+        fake_url: str,
+        *,
+        name: str = "d",
+        extra: str = "",
+        sync: str = "",
+        daemon: str = "",
+        env: dict[str, str] | None = None,
+        ready: bool = True,
+    ) -> DaemonProcess:
+        port = free_port()
+        cfg = tmp_path / f"{name}.toml"
+        cfg.write_text(
+            f"""
+[database]
+url = "{db_url}"
+[daemon]
+listen = "127.0.0.1:{port}"
+replica = "{name}"
+poll_interval = "200ms"
+{daemon}
+[sync]
+batch_size = 100
+lease = "3s"
+delete_confirmations = 1
+max_delete_fraction = 1.0
+{sync}
+[[providers]]
+name = "corp"
+type = "zitadel"
+base_url = "{fake_url}"
+token_env = "{TOKEN_ENV}"
+concurrency = 8
+interval = "1h"
+{extra}
+"""
+        )
+        log_path = tmp_path / f"{name}.log"
+        with log_path.open("w") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "syncd",
+                "run",
+                "--config",
+                str(cfg),
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+        d = DaemonProcess(proc, port, log_path)
+        procs.append(d)
+        if ready:
+            await wait_for(d.ready, timeout=30)
+        return d
+
+    yield start
+    for d in procs:
+        if d.proc.returncode is None:
+            d.proc.kill()
+            await d.proc.wait()

@@ -4,119 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-import aiohttp
-import pytest
-
-from tests.conftest import TOKEN_ENV, wait_for
+from tests.conftest import TOKEN_ENV, DaemonProcess, wait_for
 from tests.pgproxy import PgProxy
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Daemon:
-    def __init__(self, proc: asyncio.subprocess.Process, port: int, log_path: Path) -> None:
-        self.proc, self.port, self.log_path = proc, port, log_path
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def get(self, path: str) -> tuple[int, str]:
-        async with aiohttp.ClientSession() as s, s.get(self.url + path) as r:
-            return r.status, await r.text()
-
-    async def ready(self) -> bool:
-        try:
-            return (await self.get("/readyz"))[0] == 200
-        except aiohttp.ClientError:
-            return False
-
-    def logs(self) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-        return out
-
-
-@pytest.fixture
-async def start_daemon(tmp_path):
-    procs: list[Daemon] = []
-
-    async def start(
-        db_url: str,
-        fake_url: str,
-        *,
-        name: str = "d",
-        extra: str = "",
-        sync: str = "",
-        daemon: str = "",
-        env: dict[str, str] | None = None,
-    ) -> Daemon:
-        port = free_port()
-        cfg = tmp_path / f"{name}.toml"
-        cfg.write_text(
-            f"""
-[database]
-url = "{db_url}"
-[daemon]
-listen = "127.0.0.1:{port}"
-replica = "{name}"
-poll_interval = "200ms"
-{daemon}
-[sync]
-batch_size = 100
-lease = "3s"
-delete_confirmations = 1
-max_delete_fraction = 1.0
-{sync}
-[[providers]]
-name = "corp"
-type = "zitadel"
-base_url = "{fake_url}"
-token_env = "{TOKEN_ENV}"
-concurrency = 8
-interval = "1h"
-{extra}
-"""
-        )
-        log_path = tmp_path / f"{name}.log"
-        with log_path.open("w") as log_file:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "syncd",
-                "run",
-                "--config",
-                str(cfg),
-                stdout=log_file,
-                stderr=asyncio.subprocess.STDOUT,
-                env={**os.environ, **(env or {})},
-            )
-        d = Daemon(proc, port, log_path)
-        procs.append(d)
-        await wait_for(d.ready, timeout=30)
-        return d
-
-    yield start
-    for d in procs:
-        if d.proc.returncode is None:
-            d.proc.kill()
-            await d.proc.wait()
 
 
 async def count(store, sql: str, *args: Any) -> int:
@@ -228,7 +122,7 @@ async def test_daemon_survives_a_database_outage_and_resumes_by_itself(store, zi
     await proxy.cut()
 
 
-async def _not_ready(d: Daemon) -> bool:
+async def _not_ready(d: DaemonProcess) -> bool:
     return not await d.ready()
 
 

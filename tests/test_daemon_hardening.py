@@ -10,94 +10,37 @@ import itertools
 import json
 import os
 import signal
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from syncd import config as config_mod
 from syncd.daemon import Daemon
 from syncd.testing.fake import FakeProvider
-from tests.conftest import TOKEN_ENV, wait_for
+from tests.conftest import TOKEN_ENV, DaemonProcess, free_port, wait_for
 from tests.pgproxy import PgProxy
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def get(port: int, path: str) -> tuple[int, dict[str, Any]] | None:
-    """The admin server's answer, or None while it does not listen."""
+async def readyz(d: DaemonProcess) -> tuple[int, dict[str, Any]] | None:
+    """The daemon's /readyz answer, or None while it does not listen."""
     try:
-        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}{path}") as r:
-            return r.status, json.loads(await r.text())
+        status, text = await d.get("/readyz")
     except aiohttp.ClientError:
         return None
+    return status, json.loads(text)
 
 
-async def readyz_is(port: int, status: int) -> bool:
-    answer = await get(port, "/readyz")
+async def readyz_is(d: DaemonProcess, status: int) -> bool:
+    answer = await readyz(d)
     return answer is not None and answer[0] == status
 
 
-# -- `syncd run` as a process ----------------------------------------------------------------
-def write_config(path: Path, db_url: str, fake_url: str, port: int, extra: str = "") -> Path:
-    path.write_text(
-        f"""
-[database]
-url = "{db_url}"
-[daemon]
-listen = "127.0.0.1:{port}"
-replica = "h"
-poll_interval = "200ms"
-[sync]
-delete_confirmations = 1
-max_delete_fraction = 1.0
-[[providers]]
-name = "corp"
-type = "zitadel"
-base_url = "{fake_url}"
-token_env = "{TOKEN_ENV}"
-interval = "1h"
-{extra}
-"""
-    )
-    return path
-
-
-@pytest.fixture
-async def syncd_run(tmp_path: Path) -> AsyncIterator[Callable[[Path], Awaitable[asyncio.subprocess.Process]]]:
-    procs: list[asyncio.subprocess.Process] = []
-
-    async def start(cfg: Path) -> asyncio.subprocess.Process:
-        with (tmp_path / "daemon.log").open("w") as log_file:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "syncd", "run", "--config", str(cfg), stdout=log_file, stderr=log_file
-            )
-        procs.append(proc)
-        return proc
-
-    yield start
-    for p in procs:
-        if p.returncode is None:
-            p.kill()
-            await p.wait()
-
-
-def events(tmp_path: Path) -> list[str]:
-    out = []
-    for line in (tmp_path / "daemon.log").read_text().splitlines():
-        with contextlib.suppress(ValueError):
-            out.append(json.loads(line)["event"])
-    return out
+def events(d: DaemonProcess) -> list[str]:
+    return [e.get("event", "") for e in d.logs()]
 
 
 async def count(store: Any, sql: str) -> int:
@@ -105,30 +48,36 @@ async def count(store: Any, sql: str) -> int:
 
 
 async def test_an_unmigrated_database_gives_503_schema_not_current_until_syncd_migrate(
-    tmp_path, empty_db_url, zitadel, syncd_run
+    tmp_path, empty_db_url, zitadel, start_daemon
 ):
     """`syncd run` before `syncd migrate` keeps running and answers /readyz 503
     naming the pending migrations; after the migration it is ready by itself and
     registers the config's user_ids (which needed the schema)."""
     ids = zitadel.seed(3)
-    port = free_port()
-    cfg = write_config(tmp_path / "h.toml", empty_db_url, zitadel.url, port, f"user_ids = {json.dumps(ids)}")
-    proc = await syncd_run(cfg)
+    d = await start_daemon(
+        empty_db_url, zitadel.url, name="h", extra=f"user_ids = {json.dumps(ids)}", ready=False
+    )
 
     async def checked() -> tuple[int, dict[str, Any]] | None:
-        answer = await get(port, "/readyz")
+        answer = await readyz(d)
         return answer if answer is not None and answer[1]["database"] else None
 
     status, body = await wait_for(checked, timeout=20)
     assert status == 503 and body["schema_current"] is False and body["pending_migrations"]
-    assert (await get(port, "/healthz")) is not None
-    assert proc.returncode is None
+    assert (await d.get("/healthz")) is not None  # the admin server answers
+    assert d.proc.returncode is None
 
     migrate = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncd", "migrate", "--config", str(cfg), stdout=asyncio.subprocess.DEVNULL
+        sys.executable,
+        "-m",
+        "syncd",
+        "migrate",
+        "--config",
+        str(tmp_path / "h.toml"),
+        stdout=asyncio.subprocess.DEVNULL,
     )
     assert await migrate.wait() == 0
-    await wait_for(lambda: readyz_is(port, 200), timeout=10)
+    await wait_for(lambda: readyz_is(d, 200), timeout=10)
 
     from syncd.store import Store
 
@@ -139,34 +88,32 @@ async def test_an_unmigrated_database_gives_503_schema_not_current_until_syncd_m
         )
     finally:
         await store.close()
-    proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 15) == 0
-    seen = events(tmp_path)
+    d.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(d.proc.wait(), 15) == 0
+    seen = events(d)
     assert "daemon.schema_not_current" in seen and "daemon.ready" in seen
     assert seen.count("daemon.schema_not_current") == 1  # once, not every health check
-    assert "Traceback" not in (tmp_path / "daemon.log").read_text()
+    assert "Traceback" not in d.log_path.read_text()
 
 
 async def test_a_failing_health_query_marks_not_ready_and_the_checks_go_on(
-    tmp_path, db_url, store, zitadel, syncd_run
+    db_url, store, zitadel, start_daemon
 ):
     """A PostgreSQL error that is not an outage (here: a table the gauges read is
     missing) makes /readyz 503 with the error; once it is gone, ready again."""
-    port = free_port()
-    await syncd_run(write_config(tmp_path / "h.toml", db_url, zitadel.url, port))
-    await wait_for(lambda: readyz_is(port, 200), timeout=20)
+    d = await start_daemon(db_url, zitadel.url, name="h")
 
     await store.pool.execute("ALTER TABLE syncd.pending_deletions RENAME TO pending_deletions_away")
-    await wait_for(lambda: readyz_is(port, 503), timeout=10)
-    answer = await get(port, "/readyz")
+    await wait_for(lambda: readyz_is(d, 503), timeout=10)
+    answer = await readyz(d)
     assert answer is not None
     body = answer[1]
     assert body["database"] is True and body["schema_current"] is True
     assert "UndefinedTableError" in body["error"]
 
     await store.pool.execute("ALTER TABLE syncd.pending_deletions_away RENAME TO pending_deletions")
-    await wait_for(lambda: readyz_is(port, 200), timeout=10)
-    assert "daemon.health_check_failed" in events(tmp_path)
+    await wait_for(lambda: readyz_is(d, 200), timeout=10)
+    assert "daemon.health_check_failed" in events(d)
 
 
 # -- the daemon in this process --------------------------------------------------------------

@@ -13,22 +13,13 @@ import pytest
 
 from syncd.engine import Engine
 from syncd.testing.fake import retry_after_date
-from tests.conftest import TOKEN_ENV, wait_for
-
-FAST = {"backoff_base": "10ms", "backoff_cap": "100ms", "read_timeout": "2s"}
+from tests.conftest import FAST, TOKEN_ENV, seeded, wait_for
 
 
 async def n_events(store, type_: str | None = None) -> int:
     return await store.pool.fetchval(
         "SELECT count(*) FROM syncd.outbox WHERE $1::text IS NULL OR type = $1", type_
     )
-
-
-async def seeded(store, fake, make_config, engine_for, n=20, sync=None, **over):
-    ids = fake.seed(n)
-    engine = await engine_for(make_config(fake, sync=sync, **{**FAST, **over}))
-    await store.add_targets("zitadel", ids)
-    return ids, engine
 
 
 async def resync(engine, name="zitadel"):

@@ -31,9 +31,8 @@ from syncd.testing.fake import Announcement, FakeProvider
 from syncd.testing.fake_fortanix import FortanixDialect
 from syncd.testing.fake_zitadel import ZitadelDialect
 from syncd.timeutil import MAX_RETRY_AFTER, parse_retry_after, utcnow
-from tests.conftest import TOKEN_ENV, wait_for
+from tests.conftest import TOKEN_ENV, seeded, wait_for
 
-FAST = {"backoff_base": "10ms", "backoff_cap": "100ms", "read_timeout": "2s"}
 CLIENT_CREDENTIALS = {"token_env": None, "client_id": "syncd-client", "client_secret_env": TOKEN_ENV}
 Answer = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -134,13 +133,6 @@ async def scripted(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeProvide
         yield f
 
 
-async def setup(store, fake_, make_config, engine_for, n, name="zitadel", sync=None, **over):
-    ids = fake_.seed(n)
-    engine = await engine_for(make_config(fake_, sync=sync, **{**FAST, **over}))
-    await store.add_targets(name, ids)
-    return ids, engine
-
-
 def token_posts(fake_: FakeProvider) -> list[Any]:
     return [r for r in fake_.requests if r.path == "/oauth/v2/token"]
 
@@ -179,7 +171,9 @@ async def test_a_token_endpoint_429_pauses_the_provider_and_the_token_is_asked_f
     store, scripted, make_config, engine_for, logs
 ):
     scripted.dialect.token_script.append(status_answer(scripted, 429, b"slow down", retry_after="1"))
-    _, engine = await setup(store, scripted, make_config, engine_for, 20, concurrency=8, **CLIENT_CREDENTIALS)
+    _, engine = await seeded(
+        store, scripted, make_config, engine_for, 20, concurrency=8, **CLIENT_CREDENTIALS
+    )
 
     report = await engine.sync("zitadel")
 
@@ -198,7 +192,9 @@ async def test_a_failing_token_endpoint_is_asked_once_per_failure_window_not_by_
     store, scripted, make_config, engine_for
 ):
     scripted.dialect.token_down_until = time.time() + 0.3
-    _, engine = await setup(store, scripted, make_config, engine_for, 16, concurrency=8, **CLIENT_CREDENTIALS)
+    _, engine = await seeded(
+        store, scripted, make_config, engine_for, 16, concurrency=8, **CLIENT_CREDENTIALS
+    )
     engine.runtime("zitadel").client.auth.failure_ttl = 0.5  # type: ignore[union-attr]
 
     report = await engine.sync("zitadel")
@@ -211,7 +207,7 @@ async def test_a_failing_token_endpoint_is_asked_once_per_failure_window_not_by_
 async def test_a_half_open_probe_answered_with_429_closes_the_circuit_and_syncing_resumes(
     store, zitadel, make_config, engine_for
 ):
-    _, engine = await setup(
+    _, engine = await seeded(
         store,
         zitadel,
         make_config,
@@ -242,7 +238,7 @@ async def test_a_half_open_probe_answered_with_429_closes_the_circuit_and_syncin
 async def test_a_probe_whose_token_request_fails_does_not_wedge_the_circuit(
     store, scripted, make_config, engine_for
 ):
-    _, engine = await setup(
+    _, engine = await seeded(
         store,
         scripted,
         make_config,
@@ -305,7 +301,7 @@ async def test_a_retry_after_too_large_for_a_date_is_capped_and_logged(
 ):
     far = parse_retry_after("99999999999999")
     assert far is not None and far <= utcnow() + timedelta(seconds=MAX_RETRY_AFTER)
-    _, engine = await setup(store, zitadel, make_config, engine_for, 3, retry_after_cap="1s")
+    _, engine = await seeded(store, zitadel, make_config, engine_for, 3, retry_after_cap="1s")
     zitadel.inject("429", retry_after="99999999999999")
 
     report = await engine.sync("zitadel")
@@ -340,7 +336,7 @@ async def test_a_200_that_is_not_a_json_object_fails_only_that_user(
     store, make_config, engine_for, logs, monkeypatch, provider, body, kind
 ):
     async with serving(fake(provider).dialect, monkeypatch) as f:
-        ids, engine = await setup(store, f, make_config, engine_for, 4, name=provider)
+        ids, engine = await seeded(store, f, make_config, engine_for, 4, name=provider)
         f.inject("body", body=body, times=None, only_path=ids[1])
 
         report = await engine.sync(provider)
@@ -357,7 +353,7 @@ async def test_a_refused_renewed_token_fails_the_pass_without_asking_for_more_to
 ):
     """The token endpoint grants tokens, but every GET answers 401 (say the
     client lost its role): renewing once is worth it, renewing per user is a storm."""
-    _, engine = await setup(
+    _, engine = await seeded(
         store,
         zitadel,
         make_config,
@@ -382,7 +378,7 @@ async def test_a_refused_renewed_token_fails_the_pass_without_asking_for_more_to
 
 async def test_a_403_is_not_answered_by_renewing_the_token(store, zitadel, make_config, engine_for):
     """403 means the token is valid but may not read this: a new token changes nothing."""
-    _, engine = await setup(store, zitadel, make_config, engine_for, 10, concurrency=4, **CLIENT_CREDENTIALS)
+    _, engine = await seeded(store, zitadel, make_config, engine_for, 10, concurrency=4, **CLIENT_CREDENTIALS)
     zitadel.inject("403", times=None)
 
     report = await engine.sync("zitadel")
@@ -411,7 +407,7 @@ async def test_an_oversized_answer_is_refused_whether_declared_or_streamed(
             pass  # the client stopped reading, as it should
         return resp
 
-    ids, engine = await setup(store, scripted, make_config, engine_for, 4)
+    ids, engine = await seeded(store, scripted, make_config, engine_for, 4)
     scripted.dialect.user_handlers.update({ids[1]: declared, ids[2]: streamed})
 
     report = await engine.sync("zitadel")
@@ -441,7 +437,7 @@ async def test_an_answer_trickled_byte_by_byte_times_out_instead_of_holding_a_wo
             pass
         return resp
 
-    ids, engine = await setup(
+    ids, engine = await seeded(
         store, scripted, make_config, engine_for, 3, max_attempts=1, read_timeout="300ms"
     )
     engine.runtime("zitadel").client.request_timeout = 0.5
@@ -473,7 +469,7 @@ async def test_a_select_account_5xx_with_a_non_utf8_body_is_retried_not_a_refusa
     dialect = UserSessionFortanix()
     async with serving(dialect, monkeypatch) as f:
         dialect.select_script.append(status_answer(f, 502, b"\xff\xfe upstream \xc3("))
-        _, engine = await setup(store, f, make_config, engine_for, 5, name="fortanix", concurrency=4)
+        _, engine = await seeded(store, f, make_config, engine_for, 5, name="fortanix", concurrency=4)
         engine.runtime("fortanix").client.auth.failure_ttl = 0.1  # type: ignore[union-attr]
 
         report = await engine.sync("fortanix")
@@ -489,7 +485,7 @@ async def test_a_select_account_refusal_fails_the_pass_with_the_provider_s_words
     dialect = UserSessionFortanix()
     async with serving(dialect, monkeypatch) as f:
         dialect.select_script.append(status_answer(f, 403, b"not a member of this account \xff"))
-        _, engine = await setup(store, f, make_config, engine_for, 3, name="fortanix")
+        _, engine = await seeded(store, f, make_config, engine_for, 3, name="fortanix")
 
         report = await engine.sync("fortanix")
 
