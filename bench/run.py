@@ -1,6 +1,6 @@
 """Throughput, round trips and memory of a full resync.
 
-    python -m bench [--users 100000] [--concurrency 64] [--batch-size 1000] [--rounds 3]
+    python -m bench [--users 100000] [--concurrency 64] [--batch-size 1000] [--rounds 5]
 
 Starts a fake ZITADEL in its own process and a database (embedded unless
 ``$SYNCD_DATABASE_URL``), then measures: fetch-only (the ceiling: the same
@@ -8,10 +8,12 @@ HTTP fetching with nothing else), first sync (every user created), a
 no-change resync, and a resync with 1% of users changed upstream.
 
 The phases run in ``--rounds`` rounds, each one every phase back to back (a
-first sync on an emptied mirror each time), and the round with the median
-ratio to fetch-only is reported: on a shared machine whose speed drifts, runs
-a few seconds apart compare fairly, runs minutes apart don't. ``--verbose``
-prints every run.
+first sync on an emptied mirror each time), with a second fetch-only run right
+after the first sync: the first sync is compared with the fetch-only runs just
+before and just after it, the resyncs with the one after. The round with the
+median ratio to fetch-only is reported: on a shared machine whose speed
+drifts, runs seconds apart compare fairly, runs minutes apart don't.
+``--verbose`` prints every run.
 """
 
 from __future__ import annotations
@@ -152,14 +154,24 @@ async def bench(users: int, concurrency: int, batch_size: int, rounds: int, verb
         print(f"machine: {machine()}")
 
         runs: dict[str, list[Run]] = {name: [] for name in ("fetch-only", *PHASES)}
+        #: per phase and round, the fetch-only seconds it is compared with
+        reference: dict[str, list[float]] = {name: [] for name in ("fetch-only", *PHASES)}
+
+        async def run_fetch_only(round_: int) -> Run:
+            await settle(store)
+            elapsed, cpu, _ = await measured(lambda: fetch_only(cfg, store, batch_size))
+            run = Run(elapsed, cpu)
+            if verbose:
+                show(round_, "fetch-only", run, users)
+            return run
+
         async with Engine(store, cfg, replica="bench") as engine:
             for round_ in range(rounds):
                 if round_:
                     await forget_everything(store)
-                elapsed, cpu, _ = await measured(lambda: fetch_only(cfg, store, batch_size))
-                runs["fetch-only"].append(Run(elapsed, cpu))
-                if verbose:
-                    show(round_, "fetch-only", runs["fetch-only"][-1], users)
+                before = after = await run_fetch_only(round_)
+                runs["fetch-only"].append(before)
+                reference["fetch-only"].append(before.seconds)
                 for name in PHASES:
                     changed = None
                     if name == "1% change resync":
@@ -181,31 +193,39 @@ async def bench(users: int, concurrency: int, batch_size: int, rounds: int, verb
                         assert counts["updated"] == changed, (counts, changed)
                     if name == "first sync":
                         assert counts["created"] == users, counts
+                        # the machine's speed drifts within a minute: the first sync
+                        # is compared with fetch-only runs right before and right after
+                        # it, and the resyncs with the one after
+                        after = await run_fetch_only(round_)
+                        reference[name].append((before.seconds + after.seconds) / 2)
+                    else:
+                        reference[name].append(after.seconds)
         await store.close()
 
         # each round's ratios compare runs made within a minute of each other; the
         # median round is reported (the machine's speed drifts between rounds)
-        fetch = runs["fetch-only"]
+        def ratios(name: str) -> list[float]:
+            return [f / r.seconds for f, r in zip(reference[name], runs[name], strict=True)]
+
         print(
             f"\n{'phase':<18} {'seconds':>8} {'users/s':>9} {'x fetch':>8} {'SQL trips/1k':>13}"
             f"   CPU µs/user: {'syncd':>6} {'provider':>9} {'postgres':>9}  outcome"
         )
         for name, rs in runs.items():
-            ratios = [f.seconds / r.seconds for f, r in zip(fetch, rs, strict=True)]
-            run = rs[ratios.index(statistics.median_low(ratios))]
+            median = statistics.median_low(ratios(name))
+            run = rs[ratios(name).index(median)]
             outcome = ", ".join(f"{k} {v}" for k, v in run.counts.items() if v)
             trips_text = "" if run.trips_per_1000 is None else f"{run.trips_per_1000:.1f}"
             per_user = {k: v / users * 1e6 for k, v in run.cpu.items()}
             print(
-                f"{name:<18} {run.seconds:>8.1f} {users / run.seconds:>9.0f} {statistics.median_low(ratios):>8.2f}"
+                f"{name:<18} {run.seconds:>8.1f} {users / run.seconds:>9.0f} {median:>8.2f}"
                 f" {trips_text:>13}                {per_user.get('syncd', 0):>6.0f}"
                 f" {per_user.get('provider', 0):>9.0f} {per_user.get('postgres', 0):>9.0f}  {outcome}"
             )
         if rounds > 1:
             print("\nx fetch of each round:")
             for name in PHASES:
-                ratios = [f.seconds / r.seconds for f, r in zip(fetch, runs[name], strict=True)]
-                print(f"  {name:<18} " + "  ".join(f"{x:.2f}" for x in ratios))
+                print(f"  {name:<18} " + "  ".join(f"{x:.2f}" for x in ratios(name)))
         print(f"peak RSS of the syncd process: {peak_rss_mb():.0f} MB")
 
 
@@ -222,7 +242,7 @@ def main() -> int:
     p.add_argument("--users", type=int, default=100_000)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--rounds", type=int, default=3, help="rounds of all phases; the median round counts")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of all phases; the median round counts")
     p.add_argument("--verbose", action="store_true", help="print every run")
     args = p.parse_args()
     if args.rounds < 1 or args.users < 1:
