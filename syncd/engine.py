@@ -461,7 +461,25 @@ class Engine:
             rt.gate.apply_pause(until)
 
     async def _fetch_all(self, rt: ProviderRuntime, batch: Sequence[Any]) -> list[_Outcome]:
-        return list(await asyncio.gather(*(self._fetch_one(rt, t) for t in batch)))
+        """Fetch a batch with ``concurrency`` workers that take its targets in
+        turn (the gate still bounds the provider's requests across batches).
+        Not a task per target: creating and gathering a thousand tasks per
+        batch was 5 % of syncd's instructions per user (callgrind)."""
+        outcomes: list[Any] = [None] * len(batch)
+        todo = iter(enumerate(batch))
+
+        async def worker() -> None:
+            for i, target in todo:
+                outcomes[i] = await self._fetch_one(rt, target)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(len(batch), rt.config.concurrency))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for w in workers:  # a worker's crash (a bug: errors are outcomes) stops the others
+                w.cancel()
+            raise
+        return outcomes
 
     async def _fetch_one(self, rt: ProviderRuntime, target: Any) -> _Outcome:
         user_id = target["user_id"]
