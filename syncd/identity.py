@@ -12,7 +12,7 @@ import orjson
 Kind = Literal["human", "machine"]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class Email:
     value: str
     type: str | None = None
@@ -20,7 +20,7 @@ class Email:
     verified: bool | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
+@dataclass(frozen=True, kw_only=True)
 class Identity:
     """One user as syncd understands it: SCIM-like core fields plus the raw document.
 
