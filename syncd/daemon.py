@@ -329,12 +329,15 @@ class Daemon:
         while not self.stopping.is_set():
             try:
                 async with self.store.listen("syncd_resync", self._on_resync) as conn:
-                    await self.engine.listen_for_peers()
+                    # the engine listens from its start: set up again only what was lost
+                    # (replacing a live listener at start-up raced with its first pauses)
+                    if not self.engine.listening:
+                        await self.engine.listen_for_peers()
                     lost = asyncio.Event()
                     conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                     if self.engine.listening:
                         backoff = 0.5
-                    # either connection lost: both are set up again
+                    # either connection lost: the loop sets up what is gone
                     events = (lost, self.engine.peers_lost, self.stopping)
                     waiters = [asyncio.ensure_future(e.wait()) for e in events]
                     try:
