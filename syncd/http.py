@@ -808,7 +808,7 @@ class ProviderClient:
             doc = jsonutil.parse_body(body, provider=self.provider, status=status)
             # credential material never leaves the HTTP layer (Wacht puts TOTP
             # secrets and OAuth tokens in the user document)
-            if may_hold_secrets(body, self.secret_markers):
+            if may_hold_secrets(body, doc, self.secret_markers):
                 doc = strip_secrets(doc, self.redact_fields)
             return doc
         detail = self._detail(body)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import orjson
+import pytest
+
 from syncd.logs import REDACTED, redact, register_secret
 from syncd.redact import may_hold_secrets, secret_markers, strip_secrets
 
@@ -23,10 +26,27 @@ def test_configured_redact_fields_are_stripped_too():
 
 def test_the_body_scan_matches_keys_not_string_values():
     markers = secret_markers(["ssn"])
-    assert may_hold_secrets(b'{"Otp_Url" : "otpauth://"}', markers)
-    assert may_hold_secrets(b'{"ssn":"1"}', markers)
-    assert not may_hold_secrets(b'{"note":"my \\"password\\": is not here"}', markers)
-    assert not may_hold_secrets(b'{"hasSecret":true}', markers)
+    for body in (b'{"Otp_Url" : "otpauth://"}', b'{"ssn":"1"}'):
+        assert may_hold_secrets(body, orjson.loads(body), markers)
+    for body in (b'{"note":"my \\"password\\": is not here"}', b'{"hasSecret":true}'):
+        assert not may_hold_secrets(body, orjson.loads(body), markers)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": {"PASSWORD": "p"}}',
+        b'{"\\u0070assword": "p"}',  # a JSON escape in the key
+        b'{"note": "caf\\u00e9", "Totp_Secret": "s"}',  # an escape elsewhere, a secret key too
+        '{"access_to\u212aen": "t"}'.encode(),  # KELVIN SIGN, which lower() makes a "k"
+        '{"Lösenord": "p"}'.encode(),  # a configured key that is not ASCII
+    ],
+)
+def test_the_body_scan_finds_every_key_strip_secrets_removes(body):
+    doc = orjson.loads(body)
+    stripped = strip_secrets(doc, ["LÖSENORD"])
+    assert stripped != doc  # there is a secret to remove ...
+    assert may_hold_secrets(body, doc, secret_markers(["LÖSENORD"]))  # ... and the scan finds it
 
 
 def test_log_lines_never_carry_a_registered_secret_or_a_secret_key():
