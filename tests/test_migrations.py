@@ -124,6 +124,33 @@ async def test_events_are_stored_without_per_row_trigger_or_pglz(empty_db_url):
         await store.close()
 
 
+async def test_identifiers_compare_as_bytes_whatever_the_database_collation(store):
+    """009: provider names, user ids and aggregate ids are "C"-collated, so the
+    B-trees they key compare bytes, not words through the C library's locale;
+    and queries that pass them as plain text parameters still use the indexes."""
+    rows = await store.pool.fetch(
+        "SELECT c.relname, a.attname, co.collname FROM pg_attribute a"
+        " JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_collation co ON co.oid = a.attcollation"
+        " WHERE n.nspname = 'syncd' AND c.relkind = 'r' AND a.attname IN ('provider', 'user_id', 'aggregateid')"
+    )
+    assert {(r["relname"], r["attname"]) for r in rows} >= {
+        ("users", "provider"),
+        ("users", "user_id"),
+        ("targets", "user_id"),
+        ("outbox", "aggregateid"),
+    }
+    assert {r["collname"] for r in rows} == {"C"}
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")  # an unusable index would still not be used
+        plan = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) SELECT 1 FROM syncd.users WHERE provider = $1 AND user_id = ANY($2::text[])",
+            "p",
+            ["a"],
+        )
+    assert "users_pkey" in str(plan)
+
+
 async def test_migrate_twice_is_a_no_op(empty_db_url):
     store = await Store.connect(empty_db_url)
     try:
