@@ -3,15 +3,45 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 
 Kind = Literal["human", "machine"]
+_T = TypeVar("_T")
 
 
+def _dict_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen dataclass an ``__init__`` that fills the instance's
+    ``__dict__`` in one call. The generated one assigns each field through
+    ``object.__setattr__`` (a frozen class can't assign its own attributes):
+    building an Identity and its Email that way was 2.4 % of a created user's
+    instructions (callgrind). Same keyword-only signature, defaults and
+    default factories as the dataclass's own; instances stay frozen."""
+    ns: dict[str, Any] = {"MISSING": MISSING}
+    params, factories = [], []
+    all_fields = fields(cls)  # type: ignore[arg-type]
+    for f in all_fields:
+        if f.default is not MISSING:
+            ns[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        elif f.default_factory is not MISSING:
+            ns[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=MISSING")
+            factories.append(f"    if {f.name} is MISSING:\n        {f.name} = _factory_{f.name}()\n")
+        else:
+            params.append(f.name)
+    values = ", ".join(f"{f.name!r}: {f.name}" for f in all_fields)
+    source = f"def __init__(self, *, {', '.join(params)}):\n{''.join(factories)}"
+    exec(source + f"    self.__dict__.update({{{values}}})\n", ns)
+    ns["__init__"].__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = ns["__init__"]  # type: ignore[method-assign]
+    return cls
+
+
+@_dict_init
 @dataclass(frozen=True, kw_only=True)
 class Email:
     value: str
@@ -20,6 +50,7 @@ class Email:
     verified: bool | None = None
 
 
+@_dict_init
 @dataclass(frozen=True, kw_only=True)
 class Identity:
     """One user as syncd understands it: SCIM-like core fields plus the raw document.
