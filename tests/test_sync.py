@@ -217,8 +217,7 @@ async def test_writing_the_same_change_twice_inserts_one_event_and_one_mirror_wr
     await store.add_targets("zitadel", ids)
     rt = a.runtime("zitadel")
     leased = await store.lease_due("zitadel", "a", 60, 100)
-    async with a._pool(rt) as pool:
-        outcomes = await pool.fetch_all(leased)
+    outcomes = await a._fetch_all(rt, leased)
     changes_a, done_a = await a._diff(rt, outcomes, dict.fromkeys(RUN_COUNTS, 0), [], [])
     changes_b, done_b = await b._diff(b.runtime("zitadel"), outcomes, dict.fromkeys(RUN_COUNTS, 0), [], [])
     assert changes_a.event_ids == changes_b.event_ids
@@ -260,8 +259,7 @@ async def test_a_writer_whose_lease_was_taken_over_writes_nothing(store, zitadel
     await store.make_due("zitadel", None)
     # a leases and fetches v2, then stalls past its lease
     leased = await store.lease_due("zitadel", "a", 60, 100)
-    async with a._pool(a.runtime("zitadel")) as pool:
-        outcomes = await pool.fetch_all(leased)
+    outcomes = await a._fetch_all(a.runtime("zitadel"), leased)
     stale, stale_done = await a._diff(a.runtime("zitadel"), outcomes, dict.fromkeys(RUN_COUNTS, 0), [], [])
     await store.pool.execute("UPDATE syncd.targets SET lease_expires_at = now() - interval '1 second'")
     zitadel.modify(ids[0])  # v3, which b syncs
