@@ -74,8 +74,9 @@ def may_hold_secrets(body: bytes, doc: Any, markers: re.Pattern[str]) -> bool:
     for bodies that name a secret key. The text is lower-cased as ``str``, as
     ``strip_secrets`` compares keys, and a case-sensitive scan of it is a third
     of the cost of a case-insensitive one. A key may be spelled with JSON
-    escapes (``"\\u0070assword"``): a body with any escape is scanned as orjson
+    escapes (``"\\u0070assword"``, or ``"\\/"`` in a configured key with a
+    slash): a body with any escape is scanned as orjson
     writes the document back, which escapes nothing but quotes, backslashes and
     control characters (an escaped quote inside a value can't match ``"key":``)."""
-    text = body.decode("utf-8", "replace") if b"\\u" not in body else orjson.dumps(doc).decode()
+    text = body.decode("utf-8", "replace") if b"\\" not in body else orjson.dumps(doc).decode()
     return markers.search(text.lower()) is not None

@@ -40,13 +40,14 @@ def test_the_body_scan_matches_keys_not_string_values():
         b'{"note": "caf\\u00e9", "Totp_Secret": "s"}',  # an escape elsewhere, a secret key too
         '{"access_to\u212aen": "t"}'.encode(),  # KELVIN SIGN, which lower() makes a "k"
         '{"Lösenord": "p"}'.encode(),  # a configured key that is not ASCII
+        b'{"vault\\/token": "t"}',  # a configured key with a slash, spelled "\/"
     ],
 )
 def test_the_body_scan_finds_every_key_strip_secrets_removes(body):
     doc = orjson.loads(body)
-    stripped = strip_secrets(doc, ["LÖSENORD"])
-    assert stripped != doc  # there is a secret to remove ...
-    assert may_hold_secrets(body, doc, secret_markers(["LÖSENORD"]))  # ... and the scan finds it
+    configured = ["LÖSENORD", "vault/token"]
+    assert strip_secrets(doc, configured) != doc  # there is a secret to remove ...
+    assert may_hold_secrets(body, doc, secret_markers(configured))  # ... and the scan finds it
 
 
 def test_log_lines_never_carry_a_registered_secret_or_a_secret_key():
