@@ -23,6 +23,8 @@ def _dict_init(cls: type[_T]) -> type[_T]:
     ns: dict[str, Any] = {"MISSING": MISSING}
     params, factories = [], []
     all_fields = fields(cls)  # type: ignore[arg-type]
+    if hasattr(cls, "__post_init__") or not all(f.init for f in all_fields):
+        raise TypeError(f"_dict_init can't build {cls.__qualname__}: __post_init__ or init=False fields")
     for f in all_fields:
         if f.default is not MISSING:
             ns[f"_default_{f.name}"] = f.default

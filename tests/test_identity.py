@@ -39,3 +39,24 @@ def test_replace_and_equality_work_as_for_any_dataclass():
     assert j.display_name == "Ada" and j.updated_at == when and j.emails == i.emails
     assert j != i and dataclasses.replace(j, display_name=None) == i
     assert Identity.from_doc(i.to_doc()) == i
+
+
+def test_the_fast_init_refuses_a_class_it_would_build_wrongly():
+    from syncd.identity import _dict_init
+
+    with pytest.raises(TypeError, match="__post_init__"):
+
+        @_dict_init
+        @dataclasses.dataclass(frozen=True, kw_only=True)
+        class Checked:
+            value: str
+
+            def __post_init__(self) -> None: ...
+
+    with pytest.raises(TypeError, match="init=False"):
+
+        @_dict_init
+        @dataclasses.dataclass(frozen=True, kw_only=True)
+        class Derived:
+            value: str
+            length: int = dataclasses.field(init=False, default=0)
