@@ -45,7 +45,9 @@ WITH ids AS (
     SELECT i.id, coalesce(t.not_found_count, 0), t.not_found_since, coalesce(t.attempts, 0)
     FROM unnest($2::text[]) AS i(id)
     LEFT JOIN syncd.targets t ON t.provider = $1 AND t.user_id = i.id
-    WHERE i.id > $4
+    -- byte order, as the ORDER BY below sorts (the result takes user_id's "C"):
+    -- under the database's collation, pages would skip or repeat ids
+    WHERE i.id COLLATE "C" > $4
 )
 SELECT i.user_id, i.not_found_count, i.not_found_since, i.attempts,
        u.content_hash, u.changed_at, u.deleted_at

@@ -88,6 +88,32 @@ async def db_url(pg_url: str, template_db: str) -> AsyncIterator[str]:
 
 
 @pytest.fixture
+async def icu_store(pg_url: str) -> AsyncIterator[Store]:
+    """A migrated database whose default collation is ICU's en-US, where
+    "a" < "B" (a common production setup; the embedded server has no ICU:
+    the test is skipped there)."""
+    name = f"syncd_icu_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_url)
+    try:
+        try:
+            await admin.execute(
+                f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
+                " LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+            )
+        except (asyncpg.FeatureNotSupportedError, asyncpg.InvalidParameterValueError) as exc:
+            pytest.skip(f"this PostgreSQL can't create an ICU database: {exc}")
+        store = await Store.connect(with_database(pg_url, name), min_size=1, max_size=5)
+        try:
+            await store.migrate()
+            yield store
+        finally:
+            await store.close()
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
 async def empty_db_url(pg_url: str) -> AsyncIterator[str]:
     """A database with no schema at all (for migration tests)."""
     async for url in _scratch_database(pg_url, "syncd_e", None):

@@ -406,6 +406,20 @@ async def test_dry_run_reports_the_patch_and_writes_nothing(store, zitadel, make
     assert await store.pool.fetchval("SELECT count(*) FROM syncd.sync_runs") == n_runs
 
 
+async def test_a_paged_dry_run_checks_every_given_id_once_whatever_the_collation(
+    icu_store, zitadel, make_config
+):
+    """The pages of a dry run with given ids follow one order: under en-US,
+    where "a" < "B" but byte order puts "B" first, a page boundary once
+    skipped "a" (the ids were sorted as bytes and compared in the locale)."""
+    ids = ["B", "a", "c", "A"]
+    async with Engine(icu_store, make_config(zitadel, sync={"batch_size": 1})) as engine:
+        report = await engine.dry_run("zitadel", only=ids)
+    assert report.counts["not_found"] == 4
+    asked = [r.path.rsplit("/", 1)[-1] for r in zitadel.user_requests()]
+    assert sorted(asked) == sorted(ids)
+
+
 async def test_deletion_needs_two_404s_a_minute_apart_by_default(store, zitadel, make_config, engine_for):
     ids = zitadel.seed(20)
     engine = await engine_for(
