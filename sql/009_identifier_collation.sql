@@ -13,7 +13,15 @@
 -- same on every server whatever its locale; equality is unchanged. Changing
 -- a collation does not rewrite the tables; it rebuilds the indexes on those
 -- columns under an exclusive lock (run `syncd migrate` before starting the
--- upgraded replicas, as for every migration).
+-- upgraded replicas, as for every migration; stop the old ones first on a
+-- large mirror). A view of these columns (a downstream app's) makes it fail:
+-- drop the view, migrate, create it again.
+--
+-- Every table at once, up front: taken one ALTER at a time, the lock on users
+-- was held while waiting for targets, which a running replica's statement
+-- could hold while waiting for users (a deadlock, settled by aborting one).
+LOCK TABLE syncd.targets, syncd.users, syncd.outbox, syncd.pending_deletions, syncd.provider_state,
+    syncd.sync_runs IN ACCESS EXCLUSIVE MODE;
 ALTER TABLE syncd.users
     ALTER COLUMN provider TYPE text COLLATE "C",
     ALTER COLUMN user_id TYPE text COLLATE "C";
@@ -29,3 +37,5 @@ ALTER TABLE syncd.provider_state
     ALTER COLUMN provider TYPE text COLLATE "C";
 ALTER TABLE syncd.sync_runs
     ALTER COLUMN provider TYPE text COLLATE "C";
+-- a type change drops the columns' statistics: plan from fresh ones at once
+ANALYZE syncd.users, syncd.targets, syncd.outbox, syncd.pending_deletions;

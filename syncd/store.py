@@ -23,7 +23,7 @@ import orjson
 import structlog
 
 from syncd import jsonutil
-from syncd.errors import StoreUnavailable
+from syncd.errors import StoreUnavailable, SyncdError
 
 log = structlog.get_logger("syncd.store")
 
@@ -174,14 +174,22 @@ class Store:
             return False
 
     # -- migrations ------------------------------------------------------------------
-    async def migrate(self) -> list[str]:
+    async def migrate(self, *, lock_timeout: float = 10.0) -> list[str]:
         """Apply every migration not yet applied, in one transaction, under an
         advisory lock (two ``syncd migrate`` at once: the second waits, then
-        finds nothing to do). Returns the versions applied."""
+        finds nothing to do). Returns the versions applied.
+
+        A migration that can't get a table's lock within ``lock_timeout``
+        seconds (a running replica or a long downstream read holds it) fails,
+        and nothing is applied: waiting on would queue every reader and writer
+        of that table behind it."""
         applied: list[str] = []
+        current = ""
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+                # after the advisory lock: a second migrator waits for the first as long as it takes
+                await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'")
                 await conn.execute(
                     "CREATE SCHEMA IF NOT EXISTS syncd;"
                     "CREATE TABLE IF NOT EXISTS syncd.schema_migrations ("
@@ -197,6 +205,7 @@ class Store:
                         if done[m.version] != m.checksum:
                             log.warning("migrate.checksum_mismatch", version=m.version)
                         continue
+                    current = m.version
                     await conn.execute(m.sql)
                     await conn.execute(
                         "INSERT INTO syncd.schema_migrations (version, checksum) VALUES ($1, $2)",
@@ -207,6 +216,16 @@ class Store:
                     log.info("migrate.applied", version=m.version)
         except CONNECTION_ERRORS as exc:
             raise _translate(exc) from exc
+        except asyncpg.LockNotAvailableError as exc:
+            log.error("migrate.lock_timeout", version=current, lock_timeout=lock_timeout)
+            raise SyncdError(
+                f"migration {current} could not lock its tables within {lock_timeout:g} s (running"
+                " replicas or long readers hold them); nothing was applied: stop the replicas, or"
+                " retry when the tables are quiet"
+            ) from exc
+        except asyncpg.PostgresError as exc:
+            log.error("migrate.failed", version=current, error=str(exc))
+            raise SyncdError(f"migration {current} failed, nothing was applied: {exc}") from exc
         return applied
 
     async def pending_migrations(self) -> list[str]:

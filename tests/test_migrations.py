@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
+from syncd.errors import SyncdError
 from syncd.store import Store, migrations, queries
 
 EXPECTED_COLUMNS = {
@@ -149,6 +151,66 @@ async def test_identifiers_compare_as_bytes_whatever_the_database_collation(stor
             ["a"],
         )
     assert "users_pkey" in str(plan)
+
+
+async def schema_before(store: Store, version: str) -> None:
+    """The schema as a release before ``version`` left it."""
+    old = [m for m in migrations() if m.version < version]
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("CREATE SCHEMA syncd")
+        for m in old:
+            await conn.execute(m.sql)
+        await conn.execute(
+            "CREATE TABLE syncd.schema_migrations (version text PRIMARY KEY, checksum text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        await conn.executemany(
+            "INSERT INTO syncd.schema_migrations (version, checksum) VALUES ($1, $2)",
+            [(m.version, m.checksum) for m in old],
+        )
+
+
+async def test_a_migration_blocked_by_a_long_reader_fails_clearly_and_applies_nothing(empty_db_url):
+    """An upgrade run while a downstream app reads the mirror in a long
+    transaction: 009 can't lock syncd.users, so ``migrate`` gives up after its
+    lock timeout with a message saying so (instead of queueing every reader and
+    writer behind it), and applies nothing; run again once the read is done."""
+    store = await Store.connect(empty_db_url)
+    reader = await asyncpg.connect(empty_db_url)
+    try:
+        await schema_before(store, "009")
+        read = reader.transaction()
+        await read.start()
+        await reader.fetch("SELECT * FROM syncd.users")  # holds its lock until the transaction ends
+
+        with pytest.raises(SyncdError, match=r"migration 009_identifier_collation could not lock") as err:
+            await store.migrate(lock_timeout=0.2)
+        assert "nothing was applied" in str(err.value)
+        assert await store.pending_migrations() == [m.version for m in migrations() if m.version >= "009"]
+
+        await read.rollback()
+        assert "009_identifier_collation" in await store.migrate(lock_timeout=0.2)
+        assert await store.pending_migrations() == []
+    finally:
+        await reader.close()
+        await store.close()
+
+
+async def test_a_migration_that_fails_names_itself_and_applies_nothing(empty_db_url):
+    """009 can't change the collation of a column a downstream view selects:
+    the error says which migration failed and why, and the schema is as before."""
+    store = await Store.connect(empty_db_url)
+    try:
+        await schema_before(store, "009")
+        await store.pool.execute("CREATE VIEW public.people AS SELECT user_id FROM syncd.users")
+        with pytest.raises(SyncdError, match=r"migration 009_identifier_collation failed.*view") as err:
+            await store.migrate()
+        assert "nothing was applied" in str(err.value)
+        assert "009_identifier_collation" in await store.pending_migrations()
+        await store.pool.execute("DROP VIEW public.people")
+        assert "009_identifier_collation" in await store.migrate()
+    finally:
+        await store.close()
 
 
 async def test_migrate_twice_is_a_no_op(empty_db_url):
