@@ -480,8 +480,11 @@ class Engine:
         try:
             await asyncio.gather(*workers)
         except BaseException:
-            for w in workers:  # a worker's crash (a bug: errors are outcomes) stops the others
+            # a worker's crash (a bug: errors are outcomes) stops the others, and
+            # they are gone, their gate slots given back, before the error goes on
+            for w in workers:
                 w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
             raise
         return outcomes
 

@@ -9,6 +9,7 @@ import asyncpg
 import jsonpatch
 import pytest
 
+from syncd import engine as engine_mod
 from syncd.engine import Engine
 from syncd.store import RUN_COUNTS, Store
 from tests.conftest import wait_for
@@ -695,3 +696,28 @@ async def test_a_batch_write_does_work_in_proportion_to_the_batch(db_url, zitade
     # about 20 rows per user in all (events, mirror rows, targets, the CTEs that
     # feed them); the nested loop alone was n x n = 160,000
     assert rows_handled(plan) < 60 * n, rows_handled(plan)
+
+
+async def test_a_crashing_fetch_worker_leaves_no_request_in_flight(
+    store, zitadel, make_config, engine_for, monkeypatch
+):
+    """A bug in one user's processing (errors are outcomes; this is not one)
+    fails the batch, and by the time it does, the batch's other requests are
+    cancelled and their gate slots given back: nothing is left running into
+    the next batch or the shutdown."""
+    ids = zitadel.seed(2)
+    engine = await engine_for(make_config(zitadel, concurrency=8))
+    rt = engine.runtime("zitadel")
+    real = engine_mod.record_json_and_hash
+
+    def buggy(identity, ignore):
+        if identity.user_id == ids[0]:
+            raise RuntimeError("a bug in mapping")
+        return real(identity, ignore)
+
+    monkeypatch.setattr(engine_mod, "record_json_and_hash", buggy)
+    zitadel.inject("slow", delay=1, only_path=ids[1])  # still waiting on the fake when ids[0] crashes
+    targets = [{"user_id": uid, "content_hash": None, "deleted_at": None} for uid in ids[:2]]
+    with pytest.raises(RuntimeError, match="a bug in mapping"):
+        await engine._fetch_all(rt, targets)
+    assert rt.gate.in_flight == 0
