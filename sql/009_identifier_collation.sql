@@ -17,9 +17,11 @@
 -- large mirror). A view of these columns (a downstream app's) makes it fail:
 -- drop the view, migrate, create it again.
 --
--- Every table at once, up front: taken one ALTER at a time, the lock on users
--- was held while waiting for targets, which a running replica's statement
--- could hold while waiting for users (a deadlock, settled by aborting one).
+-- Every table up front, in one statement: taken one ALTER at a time, the lock
+-- on users was held for its index rebuild while waiting for targets, which a
+-- running replica's statement could hold while waiting for users. This makes
+-- such a deadlock unlikely, not impossible (LOCK takes its tables in turn);
+-- PostgreSQL settles one by aborting a side, and migrate then applies nothing.
 LOCK TABLE syncd.targets, syncd.users, syncd.outbox, syncd.pending_deletions, syncd.provider_state,
     syncd.sync_runs IN ACCESS EXCLUSIVE MODE;
 ALTER TABLE syncd.users
@@ -38,4 +40,5 @@ ALTER TABLE syncd.provider_state
 ALTER TABLE syncd.sync_runs
     ALTER COLUMN provider TYPE text COLLATE "C";
 -- a type change drops the columns' statistics: plan from fresh ones at once
-ANALYZE syncd.users, syncd.targets, syncd.outbox, syncd.pending_deletions;
+ANALYZE syncd.users, syncd.targets, syncd.outbox, syncd.pending_deletions, syncd.provider_state,
+    syncd.sync_runs;

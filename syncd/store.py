@@ -31,6 +31,9 @@ _PACKAGE = Path(__file__).resolve().parent
 _NAME = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 #: pg_advisory_xact_lock key that serialises `syncd migrate` runs
 MIGRATION_LOCK = 0x73796E6364  # "syncd"
+#: seconds one migration file may run (each lock it waits for is bounded by
+#: ``migrate``'s lock_timeout; this bounds rebuilding a large mirror's indexes)
+MIGRATION_TIMEOUT = 6 * 3600.0
 #: errors that mean "the database went away", not "the query is wrong"
 CONNECTION_ERRORS = (
     OSError,
@@ -183,13 +186,17 @@ class Store:
         seconds (a running replica or a long downstream read holds it) fails,
         and nothing is applied: waiting on would queue every reader and writer
         of that table behind it."""
+        if not lock_timeout >= 0.001:
+            raise ValueError(
+                f"lock_timeout must be at least 1 ms, not {lock_timeout!r} (0 would wait forever)"
+            )
         applied: list[str] = []
-        current = ""
+        step = "the schema setup"
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
                 # after the advisory lock: a second migrator waits for the first as long as it takes
-                await conn.execute(f"SET LOCAL lock_timeout = '{int(lock_timeout * 1000)}ms'")
+                await conn.execute(f"SET LOCAL lock_timeout = '{round(lock_timeout * 1000)}ms'")
                 await conn.execute(
                     "CREATE SCHEMA IF NOT EXISTS syncd;"
                     "CREATE TABLE IF NOT EXISTS syncd.schema_migrations ("
@@ -205,27 +212,30 @@ class Store:
                         if done[m.version] != m.checksum:
                             log.warning("migrate.checksum_mismatch", version=m.version)
                         continue
-                    current = m.version
-                    await conn.execute(m.sql)
+                    step = f"migration {m.version}"
+                    # rebuilding a large mirror's indexes outlasts the pool's command timeout
+                    await conn.execute(m.sql, timeout=MIGRATION_TIMEOUT)
                     await conn.execute(
                         "INSERT INTO syncd.schema_migrations (version, checksum) VALUES ($1, $2)",
                         m.version,
                         m.checksum,
                     )
                     applied.append(m.version)
-                    log.info("migrate.applied", version=m.version)
+                step = "the commit of the migrations"
+            for version in applied:
+                log.info("migrate.applied", version=version)
         except CONNECTION_ERRORS as exc:
             raise _translate(exc) from exc
         except asyncpg.LockNotAvailableError as exc:
-            log.error("migrate.lock_timeout", version=current, lock_timeout=lock_timeout)
+            log.error("migrate.lock_timeout", step=step, lock_timeout=lock_timeout)
             raise SyncdError(
-                f"migration {current} could not lock its tables within {lock_timeout:g} s (running"
+                f"{step} could not lock its tables within {lock_timeout:g} s (running"
                 " replicas or long readers hold them); nothing was applied: stop the replicas, or"
                 " retry when the tables are quiet"
             ) from exc
         except asyncpg.PostgresError as exc:
-            log.error("migrate.failed", version=current, error=str(exc))
-            raise SyncdError(f"migration {current} failed, nothing was applied: {exc}") from exc
+            log.error("migrate.failed", step=step, error=str(exc))
+            raise SyncdError(f"{step} failed, nothing was applied: {exc}") from exc
         return applied
 
     async def pending_migrations(self) -> list[str]:

@@ -100,15 +100,21 @@ async def icu_store(pg_url: str) -> AsyncIterator[Store]:
                 f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
                 " LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
             )
-        except (asyncpg.FeatureNotSupportedError, asyncpg.InvalidParameterValueError) as exc:
+        except (
+            asyncpg.FeatureNotSupportedError,  # built without ICU
+            asyncpg.InvalidParameterValueError,  # no en-US locale
+            asyncpg.PostgresSyntaxError,  # before PostgreSQL 15
+        ) as exc:
             pytest.skip(f"this PostgreSQL can't create an ICU database: {exc}")
-        store = await Store.connect(with_database(pg_url, name), min_size=1, max_size=5)
         try:
-            await store.migrate()
-            yield store
+            store = await Store.connect(with_database(pg_url, name), min_size=1, max_size=5)
+            try:
+                await store.migrate()
+                yield store
+            finally:
+                await store.close()
         finally:
-            await store.close()
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         await admin.close()
 

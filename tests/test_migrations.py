@@ -188,6 +188,9 @@ async def test_a_migration_blocked_by_a_long_reader_fails_clearly_and_applies_no
         assert "nothing was applied" in str(err.value)
         assert await store.pending_migrations() == [m.version for m in migrations() if m.version >= "009"]
 
+        with pytest.raises(ValueError, match="wait forever"):  # PostgreSQL's lock_timeout 0
+            await store.migrate(lock_timeout=0.0004)
+
         await read.rollback()
         assert "009_identifier_collation" in await store.migrate(lock_timeout=0.2)
         assert await store.pending_migrations() == []
