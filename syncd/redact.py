@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-import orjson
+from syncd import jsonutil
 
 #: keys removed at any depth, whatever the provider
 SECRET_KEYS = frozenset(
@@ -78,5 +78,5 @@ def may_hold_secrets(body: bytes, doc: Any, markers: re.Pattern[str]) -> bool:
     slash): a body with any escape is scanned as orjson
     writes the document back, which escapes nothing but quotes, backslashes and
     control characters (an escaped quote inside a value can't match ``"key":``)."""
-    text = body.decode("utf-8", "replace") if b"\\" not in body else orjson.dumps(doc).decode()
+    text = body.decode("utf-8", "replace") if b"\\" not in body else jsonutil.dumps(doc)
     return markers.search(text.lower()) is not None

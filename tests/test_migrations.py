@@ -7,6 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
+from syncd import store as store_mod
 from syncd.errors import SyncdError
 from syncd.store import Store, migrations, queries
 
@@ -153,24 +154,18 @@ async def test_identifiers_compare_as_bytes_whatever_the_database_collation(stor
     assert "users_pkey" in str(plan)
 
 
-async def schema_before(store: Store, version: str) -> None:
-    """The schema as a release before ``version`` left it."""
+async def schema_before(store: Store, version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schema as a release before ``version`` left it: ``migrate`` with
+    only the files older than ``version``."""
     old = [m for m in migrations() if m.version < version]
-    async with store.pool.acquire() as conn, conn.transaction():
-        await conn.execute("CREATE SCHEMA syncd")
-        for m in old:
-            await conn.execute(m.sql)
-        await conn.execute(
-            "CREATE TABLE syncd.schema_migrations (version text PRIMARY KEY, checksum text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        await conn.executemany(
-            "INSERT INTO syncd.schema_migrations (version, checksum) VALUES ($1, $2)",
-            [(m.version, m.checksum) for m in old],
-        )
+    with monkeypatch.context() as m:
+        m.setattr(store_mod, "migrations", lambda: old)
+        await store.migrate()
 
 
-async def test_a_migration_blocked_by_a_long_reader_fails_clearly_and_applies_nothing(empty_db_url):
+async def test_a_migration_blocked_by_a_long_reader_fails_clearly_and_applies_nothing(
+    empty_db_url, monkeypatch
+):
     """An upgrade run while a downstream app reads the mirror in a long
     transaction: 009 can't lock syncd.users, so ``migrate`` gives up after its
     lock timeout with a message saying so (instead of queueing every reader and
@@ -178,7 +173,7 @@ async def test_a_migration_blocked_by_a_long_reader_fails_clearly_and_applies_no
     store = await Store.connect(empty_db_url)
     reader = await asyncpg.connect(empty_db_url)
     try:
-        await schema_before(store, "009")
+        await schema_before(store, "009", monkeypatch)
         read = reader.transaction()
         await read.start()
         await reader.fetch("SELECT * FROM syncd.users")  # holds its lock until the transaction ends
@@ -199,12 +194,12 @@ async def test_a_migration_blocked_by_a_long_reader_fails_clearly_and_applies_no
         await store.close()
 
 
-async def test_a_migration_that_fails_names_itself_and_applies_nothing(empty_db_url):
+async def test_a_migration_that_fails_names_itself_and_applies_nothing(empty_db_url, monkeypatch):
     """009 can't change the collation of a column a downstream view selects:
     the error says which migration failed and why, and the schema is as before."""
     store = await Store.connect(empty_db_url)
     try:
-        await schema_before(store, "009")
+        await schema_before(store, "009", monkeypatch)
         await store.pool.execute("CREATE VIEW public.people AS SELECT user_id FROM syncd.users")
         with pytest.raises(SyncdError, match=r"migration 009_identifier_collation failed.*view") as err:
             await store.migrate()
