@@ -69,11 +69,15 @@ async def template_db(pg_url: str) -> AsyncIterator[str]:
         await admin.close()
 
 
-async def _scratch_database(pg_url: str, prefix: str, template: str | None) -> AsyncIterator[str]:
+async def _scratch_database(
+    pg_url: str, prefix: str, template: str | None, options: str = ""
+) -> AsyncIterator[str]:
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(pg_url)
     try:
-        await admin.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+        await admin.execute(
+            f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else "") + options
+        )
         yield with_database(pg_url, name)
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
@@ -92,31 +96,24 @@ async def icu_store(pg_url: str) -> AsyncIterator[Store]:
     """A migrated database whose default collation is ICU's en-US, where
     "a" < "B" (a common production setup; the embedded server has no ICU:
     the test is skipped there)."""
-    name = f"syncd_icu_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(pg_url)
     try:
-        try:
-            await admin.execute(
-                f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'UTF8'"
-                " LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
-            )
-        except (
-            asyncpg.FeatureNotSupportedError,  # built without ICU
-            asyncpg.InvalidParameterValueError,  # no en-US locale
-            asyncpg.PostgresSyntaxError,  # before PostgreSQL 15
-        ) as exc:
-            pytest.skip(f"this PostgreSQL can't create an ICU database: {exc}")
-        try:
-            store = await Store.connect(with_database(pg_url, name), min_size=1, max_size=5)
-            try:
-                await store.migrate()
-                yield store
-            finally:
-                await store.close()
-        finally:
-            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        icu = await admin.fetchval(
+            "SELECT current_setting('server_version_num')::int >= 150000"  # LOCALE_PROVIDER
+            " AND EXISTS (SELECT 1 FROM pg_collation WHERE collname = 'en-US-x-icu')"
+        )
     finally:
         await admin.close()
+    if not icu:
+        pytest.skip("this PostgreSQL can't create an ICU en-US database (built without ICU, or before 15)")
+    icu_options = " ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+    async for url in _scratch_database(pg_url, "syncd_icu", "template0", icu_options):
+        store = await Store.connect(url, min_size=1, max_size=5)
+        try:
+            await store.migrate()
+            yield store
+        finally:
+            await store.close()
 
 
 @pytest.fixture
