@@ -22,12 +22,23 @@ class StoreUnavailable(SyncdError):
     """PostgreSQL cannot be reached or dropped the connection."""
 
 
+class WriteRefused(SyncdError):
+    """PostgreSQL refused a write for what it carried (a value too large, data
+    it can't store): the same write fails again, so its rows must be told apart."""
+
+
 class ProviderError(SyncdError):
     """A provider answered with something we cannot use for this user.
 
     ``status`` is the HTTP status (None for transport errors), ``detail`` the
     provider's own message when its error body had one, ``tracking_id`` the
     provider's request id header (Webex ``TrackingID``) when present.
+
+    The message and the detail are scrubbed of secrets (``syncd.redact.
+    scrub_text``): a provider may echo the token we sent, or a broken body
+    begin with a secret field, and this text is logged, stored in
+    ``targets.last_error`` and ``sync_runs.error`` and printed by ``syncd
+    status``. ``str(exc)`` is scrubbed again, for a secret registered since.
     """
 
     retryable = False
@@ -41,10 +52,10 @@ class ProviderError(SyncdError):
         detail: str | None = None,
         tracking_id: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(_scrubbed(message))
         self.provider = provider
         self.status = status
-        self.detail = detail
+        self.detail = _scrubbed(detail) if detail else detail
         self.tracking_id = tracking_id
 
     def __str__(self) -> str:
@@ -55,7 +66,14 @@ class ProviderError(SyncdError):
             parts.append(f"detail={self.detail!r}")
         if self.tracking_id:
             parts.append(f"tracking_id={self.tracking_id}")
-        return " ".join(parts)
+        return _scrubbed(" ".join(parts))
+
+
+def _scrubbed(text: str) -> str:
+    # imported here: syncd.redact imports jsonutil, which imports this module
+    from syncd.redact import scrub_text
+
+    return scrub_text(text)
 
 
 class TransientError(ProviderError):
@@ -79,15 +97,31 @@ class NotFound(ProviderError):
     """404: the provider says this user does not exist (now)."""
 
 
+class UnrecognizedNotFound(ProviderError):
+    """A 404 whose body is not the provider's own not-found answer (an HTML
+    page from a proxy, a wrong ``base_url`` path): never evidence of a
+    deletion; the user is retried and many of these open the circuit."""
+
+
 class AuthError(ProviderError):
     """401/403, or a token endpoint refused our credentials."""
 
     #: the Authorization header value that was refused (to renew only that token)
     used_authorization: str | None = None
+    #: the credentials themselves are refused (the token endpoint said so, a
+    #: static token was refused, a 403, fresh tokens refused again and again):
+    #: the pass stops. False for one request refused even after a renewal,
+    #: which fails only that user (a flaky provider's 401).
+    stops_pass: bool = True
 
 
 class MalformedResponse(ProviderError):
     """The body is not JSON, has the wrong content type, or lacks the user id."""
+
+
+class DocumentRefused(MalformedResponse):
+    """This user's document can't be stored (too large, nested too deep, not
+    encodable, or refused by PostgreSQL): that user's error, never the batch's."""
 
 
 class CircuitOpen(ProviderError):
