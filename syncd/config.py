@@ -8,13 +8,16 @@ lines an operator can act on. Secrets are only ever *references*
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -92,6 +95,13 @@ class SyncConfig(_Durations):
     max_delete_count: int | None = Field(default=None, ge=0)
     #: a failed target is retried after this long (never later than its interval)
     error_retry: Seconds = 60.0
+    #: a user whose document keeps failing (too large, too deep, refused by
+    #: PostgreSQL) this many times in a row is quarantined: shown in `syncd
+    #: status` and retried only at its provider's interval
+    quarantine_after: int = Field(default=3, ge=1)
+    #: the most JSON one write statement carries; a batch over it is written in
+    #: parts (PostgreSQL refuses a jsonb value over 256 MiB)
+    write_batch_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024, le=200 * 1024 * 1024)
 
 
 class DaemonConfig(_Durations):
@@ -105,6 +115,16 @@ class DaemonConfig(_Durations):
 class LoggingConfig(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
+
+
+def _path_segment(value: str) -> str:
+    """An id that goes into the URL path: it is sent as one quoted segment,
+    but "", "." and ".." name no resource (servers resolve dot segments)."""
+    if value.strip() in ("", ".", ".."):
+        raise ValueError(f"{value!r} is not an id")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("contains a control character")
+    return value
 
 
 class ProviderBase(_Durations):
@@ -135,6 +155,9 @@ class ProviderBase(_Durations):
     request_timeout: Seconds | None = None
     #: a larger answer is that user's error, not read into memory
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: the most one user may store (its record's JSON, raw document included):
+    #: a larger one is that user's error, never written
+    max_document_bytes: int = Field(default=1024 * 1024, ge=1024, le=200 * 1024 * 1024)
     max_attempts: int = Field(default=5, ge=1, le=50)
     #: exponential backoff with full jitter: attempt n waits up to min(cap, base * 2**n)
     backoff_base: Seconds = 0.5
@@ -146,18 +169,73 @@ class ProviderBase(_Durations):
     ignore_fields: tuple[str, ...] | None = None
     redact_fields: tuple[str, ...] = ()
     cron: str | None = None
+    #: allow an http:// base_url although credentials go with every request
+    #: (a loopback host is allowed without it, with a warning)
+    allow_insecure_http: bool = False
 
     @field_validator("base_url")
     @classmethod
     def _base_url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("is not a valid URL") from None
+        if "@" in parts.netloc:
+            # never echo it: the error would print the password
+            raise ValueError(
+                "must not hold credentials (user:password@): give them by reference "
+                "(token_env/token_file, or the provider's *_env/*_file keys)"
+            )
+        if not parts.hostname:
+            raise ValueError("has no host")
         return v.rstrip("/")
 
     @model_validator(mode="after")
     def _one_token_source(self) -> ProviderBase:
         _at_most_one(self, "token_env", "token_file")
         return self
+
+    @model_validator(mode="after")
+    def _no_credentials_in_clear(self) -> ProviderBase:
+        """Credentials go with every request: over http:// anyone on the path
+        reads them. Refused unless ``allow_insecure_http``; a loopback host
+        (a local proxy, a test server) is allowed, with a warning."""
+        credentials = self._credential_keys()
+        if not credentials or self.allow_insecure_http:
+            return self
+        for key in self._url_keys():
+            url = getattr(self, key)
+            if _insecure(url) and not _loopback(url):
+                raise ValueError(
+                    f"{key}: http:// would send the credentials ({', '.join(credentials)}) "
+                    "unencrypted; use https://, or set allow_insecure_http = true"
+                )
+        return self
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What this provider's settings allow but an operator should know
+        (logged at startup: ``syncd.logs.warn_config``)."""
+        if not self._credential_keys():
+            return ()
+        return tuple(
+            f"{key} {getattr(self, key)} sends credentials unencrypted "
+            + ("(allow_insecure_http = true)" if self.allow_insecure_http else "(allowed: a loopback host)")
+            for key in self._url_keys()
+            if _insecure(getattr(self, key))
+        )
+
+    def _url_keys(self) -> tuple[str, ...]:
+        """The keys holding a URL credentials are sent to (a provider type's
+        own ``token_url``, if it has one, besides ``base_url``)."""
+        return tuple(k for k in ("base_url", "token_url") if getattr(self, k, None))
+
+    def _credential_keys(self) -> list[str]:
+        """The keys that name a credential (``token_env``, ``password_file``, …) and are set."""
+        return [k for k in type(self).model_fields if k.endswith(("_env", "_file")) and getattr(self, k)]
 
 
 class ZitadelConfig(ProviderBase):
@@ -182,7 +260,7 @@ class ZitadelConfig(ProviderBase):
 
 class WachtConfig(ProviderBase):
     type: Literal["wacht"]
-    connection_id: str
+    connection_id: Annotated[str, AfterValidator(_path_segment)]
 
     @model_validator(mode="after")
     def _auth(self) -> WachtConfig:
@@ -217,7 +295,7 @@ class FortanixConfig(ProviderBase):
 
 class WebexConfig(ProviderBase):
     type: Literal["webex"]
-    org_id: str
+    org_id: Annotated[str, AfterValidator(_path_segment)]
     client_id: str | None = None
     client_secret_env: str | None = None
     client_secret_file: str | None = None
@@ -245,6 +323,21 @@ class ScimConfig(ProviderBase):
     def _auth(self) -> ScimConfig:
         _need_token(self)
         return self
+
+
+def _insecure(url: str) -> bool:
+    return url.lower().startswith("http://")
+
+
+def _loopback(url: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``: the traffic never leaves the machine."""
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _at_most_one(model: BaseModel, a: str, b: str) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from syncd import config
+from syncd.cli import EXIT_CONFIG
 from syncd.errors import ConfigError
 
 BASE = {"name": "z", "type": "zitadel", "base_url": "https://z.example", "token_env": "Z_TOKEN"}
@@ -136,3 +140,136 @@ def test_zitadel_client_credentials_need_a_secret():
         config.from_dict({"providers": [cc]})
     ok = config.from_dict({"providers": [cc | {"client_secret_env": "S"}]})
     assert ok.providers[0].client_id == "syncd"
+
+
+# -- credentials never in clear (issue 13, item 12) ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "message"),
+    [
+        (
+            {**BASE, "base_url": "http://z.example"},
+            "providers[0] (name='z'): base_url: http:// would send the credentials (token_env) unencrypted",
+        ),
+        (
+            {**BASE, "base_url": "http://10.0.0.7:8080"},
+            "use https://, or set allow_insecure_http = true",
+        ),
+        (
+            {
+                "name": "f",
+                "type": "fortanix",
+                "base_url": "http://dsm.example",
+                "email": "a@b",
+                "password_file": "/run/p",
+                "account_id": "acc",
+            },
+            "base_url: http:// would send the credentials (password_file)",
+        ),
+        (
+            {**BASE, "base_url": "https://syncd:hunter2@z.example"},
+            "providers[0] (name='z').base_url: must not hold credentials (user:password@)",
+        ),
+        ({**BASE, "base_url": "https://token@z.example"}, "base_url: must not hold credentials"),
+        ({**BASE, "base_url": "https://[::1"}, "base_url: is not a valid URL"),
+        ({**BASE, "base_url": "https://"}, "base_url: has no host"),
+    ],
+)
+def test_credentials_are_refused_where_they_would_travel_in_clear(provider, message):
+    with pytest.raises(ConfigError) as err:
+        config.from_dict({"providers": [provider]}, source="/etc/syncd.toml")
+    assert message in str(err.value)
+    assert "hunter2" not in str(err.value)  # the refusal never prints the password
+
+
+def test_allow_insecure_http_accepts_http_with_a_warning():
+    p = config.from_dict(
+        {"providers": [{**BASE, "base_url": "http://z.example", "allow_insecure_http": True}]}
+    )
+    [warning] = p.providers[0].warnings
+    assert "base_url http://z.example sends credentials unencrypted" in warning
+    assert "allow_insecure_http" in warning
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080", "http://127.8.9.10", "http://[::1]:9000/api", "http://localhost:80"]
+)
+def test_a_loopback_host_is_allowed_over_http_with_a_warning(url):
+    p = config.from_dict({"providers": [{**BASE, "base_url": url}]}).providers[0]
+    [warning] = p.warnings
+    assert "sends credentials unencrypted (allowed: a loopback host)" in warning
+
+
+def test_https_needs_no_warning_and_the_default_is_false():
+    p = config.from_dict({"providers": [BASE]}).providers[0]
+    assert p.warnings == () and p.allow_insecure_http is False
+
+
+def test_the_startup_warning_is_logged(logs):
+    from syncd.logs import warn_config
+
+    cfg = config.from_dict({"providers": [{**BASE, "base_url": "http://127.0.0.1:1"}]})
+    warn_config(cfg)
+    [event] = [e for e in logs if e["event"] == "config.warning"]
+    assert event["provider"] == "z" and event["log_level"] == "warning"
+    assert "http://127.0.0.1:1 sends credentials unencrypted" in event["detail"]
+
+
+def test_syncd_check_refuses_a_base_url_with_user_and_password_in_one_line(tmp_path):
+    """The real entry point: it used to pass the config and crash in aiohttp."""
+    path = tmp_path / "syncd.toml"
+    path.write_text(
+        """
+[database]
+url = "postgresql://127.0.0.1:1/none"
+[[providers]]
+name = "corp"
+type = "zitadel"
+base_url = "https://syncd:hunter2@corp.example"
+token_env = "CORP_TOKEN"
+"""
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "syncd", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CORP_TOKEN": "t0ken-value"},
+    )
+    assert proc.returncode == EXIT_CONFIG
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "hunter2" not in proc.stderr + proc.stdout
+    [line] = [ln for ln in proc.stderr.splitlines() if "base_url" in ln]
+    assert line == (
+        f"{path}: providers[0] (name='corp').base_url: must not hold credentials (user:password@): "
+        "give them by reference (token_env/token_file, or the provider's *_env/*_file keys)"
+    )
+
+
+@pytest.mark.parametrize("value", ["", ".", "..", " .. ", "a\nb"])
+def test_a_path_id_that_names_no_resource_is_refused_naming_the_key(value):
+    """connection_id and org_id go into the URL path: "", "." and ".." (which
+    servers resolve as dot segments) and control characters are refused."""
+    with pytest.raises(ConfigError, match="connection_id"):
+        config.from_dict(
+            {
+                "providers": [
+                    {
+                        "name": "w",
+                        "type": "wacht",
+                        "base_url": "https://x",
+                        "token_env": "T",
+                        "connection_id": value,
+                    }
+                ]
+            }
+        )
+    with pytest.raises(ConfigError, match="org_id"):
+        config.from_dict(
+            {
+                "providers": [
+                    {"name": "x", "type": "webex", "base_url": "https://x", "token_env": "T", "org_id": value}
+                ]
+            }
+        )
