@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import contextvars
 import hashlib
 import random
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 
 import aiohttp
 import structlog
+from yarl import URL
 
 from syncd import jsonutil, metrics
 from syncd.errors import (
@@ -35,6 +37,7 @@ from syncd.errors import (
     ProviderError,
     RateLimited,
     TransientError,
+    UnrecognizedNotFound,
 )
 from syncd.logs import register_secret
 from syncd.redact import may_hold_secrets, secret_markers, strip_secrets
@@ -46,15 +49,25 @@ log = structlog.get_logger("syncd.http")
 RATE_LIMIT_STATUSES = frozenset({429, 503, 423})
 #: a provider answer larger than this is refused (a user document is a few KiB)
 MAX_BODY = 10 * 1024 * 1024
+#: redirects (RFC 9110 §15.4) we may follow, and only within the request's origin
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: same-origin redirects followed for one GET before it is a provider error
+MAX_REDIRECTS = 3
+#: what is read of a redirect's body (to keep the connection alive), at most
+REDIRECT_BODY = 64 * 1024
 
 
 async def read_body(resp: aiohttp.ClientResponse, limit: int, *, provider: str, strict: bool = True) -> bytes:
-    """At most ``limit`` bytes of the body: over it, ``MalformedResponse`` when
-    ``strict``, else the body cut at ``limit`` (an error page only feeds a detail)."""
+    """At most ``limit`` bytes of the *decoded* body: over it, ``MalformedResponse``
+    when ``strict``, else the body cut at ``limit`` (an error page only feeds a detail).
+
+    aiohttp inflates gzip, deflate and br bodies as they arrive, and
+    Content-Length counts the compressed bytes (1 MB of gzip may hold 1 GiB),
+    so an encoded body is read chunk by chunk and counted as inflated."""
     declared = resp.content_length
-    if declared is not None and declared <= limit:
+    if declared is not None and declared <= limit and _identity_encoded(resp):
         return await resp.read()  # the parser stops at Content-Length
-    if strict and declared is not None:
+    if strict and declared is not None and declared > limit:
         raise MalformedResponse(
             f"body too large: Content-Length {declared} > {limit} bytes",
             provider=provider,
@@ -70,6 +83,35 @@ async def read_body(resp: aiohttp.ClientResponse, limit: int, *, provider: str, 
                 )
             return bytes(buf[:limit])
     return bytes(buf)
+
+
+def _identity_encoded(resp: aiohttp.ClientResponse) -> bool:
+    encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+    return encoding in ("", "identity")
+
+
+def same_origin_redirect(resp: aiohttp.ClientResponse) -> URL | None:
+    """Where a redirect points, resolved against the URL that answered it, if it
+    stays within that URL's origin (scheme, host, port; RFC 6454 §4); else None."""
+    location = resp.headers.get("Location")
+    if not location:
+        return None
+    try:
+        target = resp.url.join(URL(location))
+    except ValueError:
+        return None
+    return target if _origin(target) == _origin(resp.url) else None
+
+
+def _origin(url: URL) -> tuple[str, str, int | None]:
+    return url.scheme.lower(), (url.host or "").lower(), url.port
+
+
+def _leaves_origin(url: str, location: str) -> bool:
+    try:
+        return _origin(URL(url).join(URL(location))) != _origin(URL(url))
+    except ValueError:  # not even a URL: nowhere we would go
+        return True
 
 
 @dataclass(slots=True)
@@ -91,6 +133,8 @@ BODY_CHECK: contextvars.ContextVar[BodyCheck | None] = contextvars.ContextVar(
     "syncd_body_check", default=None
 )
 ErrorDetail = Callable[[bytes], "str | None"]
+#: ``(response headers, body)`` of a 404 → is it the provider's own not-found answer?
+NotFoundCheck = Callable[[Mapping[str, str], bytes], bool]
 
 
 class Auth(Protocol):
@@ -109,6 +153,10 @@ class Auth(Protocol):
     def accepted(self, used: str | None) -> None:
         """The provider answered a request made with ``used`` (it is valid)."""
 
+    def refusal(self) -> AuthError | None:
+        """The credentials' refusal in force (every request fails with it), if any."""
+        ...
+
 
 class BearerToken:
     renewable = False
@@ -124,6 +172,9 @@ class BearerToken:
 
     def accepted(self, used: str | None) -> None:
         pass
+
+    def refusal(self) -> AuthError | None:
+        return None
 
     def __repr__(self) -> str:  # never show the token
         return "BearerToken(***)"
@@ -143,6 +194,12 @@ class TokenFlow:
     failure_ttl = 1.0
     #: a token request (connect, send, read) must be done within this many seconds
     timeout = 60.0
+    #: tokens issued because the last one was refused, refused too, in a row with
+    #: no request accepted in between, before the credentials count as refused.
+    #: One is a flaky provider (5 % random 401s: a false refusal per fresh token
+    #: is 0.05**N likely); every request refused is bad credentials, and this
+    #: bounds the token requests that cost to N + 1 per ``refusal_ttl``.
+    max_refused_renewals = 4
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
@@ -159,6 +216,8 @@ class TokenFlow:
         self._renewing = False
         #: the Authorization value of a token obtained that way, until the provider accepts it
         self._renewal: str | None = None
+        #: such tokens refused in a row (reset by any accepted request)
+        self._refused_renewals = 0
 
     async def obtain(self, session: aiohttp.ClientSession) -> tuple[str, float | None]:
         """Return ``(access_token, expires_in_seconds)``."""
@@ -205,21 +264,32 @@ class TokenFlow:
 
     def invalidate(self, used: str | None = None, error: AuthError | None = None) -> bool:
         if used is not None and used == self._renewal:
-            # a token issued because the last one was refused is refused too: the
-            # credentials (or their grants) are the problem, not the token's age.
-            # Renewing on every request would only storm the token endpoint.
-            self._token = self._renewal = None
-            self._renewing = True
-            refusal = AuthError(
-                "credentials rejected (a newly issued token was refused too)",
-                provider=self.provider,
-                status=error.status if error else 401,
-                detail=error.detail if error else None,
-                tracking_id=error.tracking_id if error else None,
+            # a token issued because the last one was refused is refused too. Once
+            # may be a flaky provider (Fortanix answers a random 401 now and then):
+            # renew again. Again and again with nothing accepted in between, the
+            # credentials (or their grants) are the problem, not the token: renewing
+            # on every request would only storm the token endpoint.
+            self._renewal = None  # counted once, however many requests carried it
+            self._refused_renewals += 1
+            if self._refused_renewals >= self.max_refused_renewals:
+                self._token = None
+                self._renewing = True
+                refusal = AuthError(
+                    f"credentials rejected ({self._refused_renewals} newly issued tokens "
+                    "in a row were refused too)",
+                    provider=self.provider,
+                    status=error.status if error else 401,
+                    detail=error.detail if error else None,
+                    tracking_id=error.tracking_id if error else None,
+                )
+                self._refused = (time.monotonic(), refusal)
+                log.warning(
+                    "auth.renewed_token_refused", provider=self.provider, refused=self._refused_renewals
+                )
+                return False
+            log.info(
+                "auth.renewed_token_refused_once", provider=self.provider, refused=self._refused_renewals
             )
-            self._refused = (time.monotonic(), refusal)
-            log.warning("auth.renewed_token_refused", provider=self.provider)
-            return False
         if used is None or used == f"Bearer {self._token}":
             self._token = None
             self._renewing = True
@@ -228,6 +298,13 @@ class TokenFlow:
     def accepted(self, used: str | None) -> None:
         if used is not None and used == self._renewal:
             self._renewal = None
+        self._refused_renewals = 0
+
+    def refusal(self) -> AuthError | None:
+        refused = self._refused
+        if refused is not None and time.monotonic() - refused[0] < self.refusal_ttl:
+            return refused[1]
+        return None
 
     async def post_token(
         self,
@@ -265,17 +342,31 @@ class TokenFlow:
         400/401/403 are an ``AuthError`` (the credentials), 429/503/423 a
         ``RateLimited`` carrying the ``Retry-After`` instant (the HTTP layer
         pauses the provider on it), other 5xx and transport errors a
-        ``TransientError``."""
+        ``TransientError``, a redirect a ``ProviderError``: it is never
+        followed, not even within the origin. A 307/308 would send the
+        credentials in the body again, to wherever the Location says, and a
+        301/302/303 turns the POST into a GET that cannot yield a token; the
+        token URL is configuration, and a redirect means it is wrong."""
         try:
             async with asyncio.timeout(self.timeout):
-                async with session.post(url, data=data, json=json, headers=headers) as resp:
+                async with session.post(
+                    url, data=data, json=json, headers=headers, allow_redirects=False
+                ) as resp:
                     status = resp.status
                     retry_after = resp.headers.get("Retry-After")
+                    location = resp.headers.get("Location")
                     body = await read_body(resp, MAX_BODY, provider=self.provider, strict=status < 300)
         except (aiohttp.ClientError, TimeoutError) as exc:
             kind = "timeout" if isinstance(exc, TimeoutError) else exc.__class__.__name__
             raise TransientError(f"{what} unreachable: {kind}", provider=self.provider) from exc
-        if status < 400:
+        if 300 <= status < 400:
+            raise ProviderError(
+                # no "key: value" look: error text is scrubbed of secret-looking fields
+                f"{what} {url} redirected ({status}) to {location}, not followed; configure the final URL",
+                provider=self.provider,
+                status=status,
+            )
+        if status < 300:
             return status, body
         detail = body[:200].decode("utf-8", "replace").strip() or None
         if status in RATE_LIMIT_STATUSES or (retry_after and status >= 500):
@@ -393,6 +484,7 @@ class Gate:
         self.in_flight = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.paused_until: datetime | None = None
+        self._pause_changed = asyncio.Event()
         self.max_rps = max_rps
         self._tokens = max_rps or 0.0
         self._bucket_at = time.monotonic()
@@ -463,7 +555,19 @@ class Gate:
             delay = (self.paused_until - utcnow()).total_seconds()
             if delay <= 0:
                 break
-            await asyncio.sleep(delay)
+            changed = self._pause_changed
+            with contextlib.suppress(TimeoutError):
+                # woken early when the pause is shortened or cleared (set_pause)
+                await asyncio.wait_for(changed.wait(), delay)
+
+    def set_pause(self, until: datetime | None) -> None:
+        """The pause as provider_state records it (shared by every replica, and
+        cleared there by `syncd pause clear`): it may shorten or end ours."""
+        if until == self.paused_until:
+            return
+        self.paused_until = until
+        self._pause_changed.set()
+        self._pause_changed = asyncio.Event()
 
     def apply_pause(self, until: datetime) -> bool:
         """Adopt a pause (ours or another replica's); True if it extended ours."""
@@ -540,6 +644,7 @@ class ProviderClient:
         redact_fields: Sequence[str] = (),
         max_body: int = MAX_BODY,
         request_timeout: float | None = None,
+        not_found: NotFoundCheck | None = None,
     ) -> None:
         self.provider = provider
         self.session = session
@@ -550,6 +655,10 @@ class ProviderClient:
         self.tracking_header = tracking_header
         self.default_headers = dict(default_headers or {})
         self.redact_fields = tuple(redact_fields)
+        #: tells the provider's own "no such user" 404 (headers, body) from any
+        #: other (a proxy's HTML page, a wrong base_url path): only the former is
+        #: a ``NotFound``, which may lead to a deletion. None: every 404 is.
+        self.not_found = not_found
         #: a larger answer is a ``MalformedResponse`` (checked before and while reading)
         self.max_body = max_body
         #: the whole request (connect, send, every chunk of the body) must fit in
@@ -568,51 +677,80 @@ class ProviderClient:
         self.secret_markers = secret_markers(self.redact_fields)
         self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
-    async def get_json(self, url: str, *, params: Mapping[str, str] | None = None) -> Any:
-        """GET a JSON document, with every retry rule applied.
+    async def get_json(self, url: str | URL, *, params: Mapping[str, str] | None = None) -> Any:
+        """GET a JSON document, with every retry rule applied (see request_json)."""
+        return await self.request_json("GET", url, params=params)
 
-        Raises ``NotFound`` (404), ``AuthError`` (401/403 after one renewal),
+    async def post_json(self, url: str | URL, *, json: Any, params: Mapping[str, str] | None = None) -> Any:
+        """POST a JSON query (a search: ZITADEL's ``POST /v2/users``) and read
+        the JSON answer, with every retry rule applied; it must change nothing
+        on the provider, since it may be sent again (see request_json)."""
+        return await self.request_json("POST", url, params=params, json=json)
+
+    async def request_json(
+        self, method: str, url: str | URL, *, params: Mapping[str, str] | None = None, json: Any = None
+    ) -> Any:
+        """Make a read request and return its JSON document, with every retry rule applied.
+
+        Raises ``NotFound`` (the provider's own 404), ``UnrecognizedNotFound``
+        (any other 404), ``AuthError`` (401/403 after one renewal),
         ``MalformedResponse``, ``RateLimited``/``TransientError`` once retries
-        are exhausted, or ``ProviderError`` for other 4xx.
+        are exhausted, or ``ProviderError`` for other 4xx and redirects that
+        leave the origin.
         """
         attempt = 0
         rate_waits = 0
         renewed = False
         while True:
             try:
-                return await self._once(url, params)
+                return await self._once(method, url, params, json)
             except RateLimited as exc:
                 rate_waits += 1
                 self.gate.rate_limited()
                 metrics.RATE_LIMITED.labels(self.provider).inc()
                 if rate_waits > self.policy.max_rate_limit_waits:
                     raise
-                if exc.retry_at is None:
-                    attempt += 1
-                    if attempt >= self.policy.max_attempts:
-                        raise
-                    if exc.status == 429:
-                        # a 429 without Retry-After (ZITADEL doesn't promise one) still
-                        # means "too fast": every worker of this process backs off
-                        delay = self.policy.backoff(attempt)
-                        self.gate.apply_pause(utcnow() + timedelta(seconds=delay))
-                        log.warning(
-                            "provider.rate_limited",
-                            provider=self.provider,
-                            status=429,
-                            retry_after=None,
-                            backoff=round(delay, 3),
-                        )
-                    else:
-                        await self._backoff(exc, attempt)
-                # with Retry-After the gate holds every request until retry_at
+                if exc.retry_at is not None and exc.retry_at > utcnow():
+                    continue  # the gate holds every request until retry_at
+                # no Retry-After, or one already past (an HTTP-date before now, "0"):
+                # we back off ourselves; "retry now" from a provider that is limiting
+                # us must never become a burst of immediate retries
+                passed = exc.retry_at is not None
+                attempt += 1
+                if attempt >= self.policy.max_attempts:
+                    raise
+                delay = self.policy.backoff(attempt)
+                if passed:
+                    delay = max(delay, self.policy.backoff_base)
+                if exc.status == 429:
+                    # a 429 without Retry-After (ZITADEL doesn't promise one) still
+                    # means "too fast": every worker of this process backs off
+                    self.gate.apply_pause(utcnow() + timedelta(seconds=delay))
+                    log.warning(
+                        "provider.rate_limited",
+                        provider=self.provider,
+                        status=429,
+                        retry_after=exc.retry_after,
+                        backoff=round(delay, 3),
+                    )
+                else:
+                    await self._backoff(exc, attempt, delay)
             except AuthError as exc:
                 used = exc.used_authorization
                 # no request was refused (the token endpoint was), the token is valid
                 # but lacks a right (403), or it cannot be renewed: a new token won't help
                 if used is None or exc.status == 403 or self.auth is None or not self.auth.renewable:
                     raise
-                if not self.auth.invalidate(used, exc) or renewed:
+                if not self.auth.invalidate(used, exc):
+                    raise  # the credentials are refused (stops_pass)
+                if renewed:
+                    # refused again after a renewal: a flaky provider's 401 costs this
+                    # user (retried next pass), not the pass; the token flow counts
+                    # refused fresh tokens and declares the credentials refused
+                    exc.stops_pass = False
+                    log.warning(
+                        "auth.refused_after_renewal", provider=self.provider, url=url, status=exc.status
+                    )
                     raise
                 renewed = True
                 log.info("auth.renewing", provider=self.provider)
@@ -624,8 +762,9 @@ class ProviderClient:
                     raise
                 await self._backoff(exc, attempt)
 
-    async def _backoff(self, exc: ProviderError, attempt: int) -> None:
-        delay = self.policy.backoff(attempt)
+    async def _backoff(self, exc: ProviderError, attempt: int, delay: float | None = None) -> None:
+        if delay is None:
+            delay = self.policy.backoff(attempt)
         log.warning(
             "provider.retrying",
             provider=self.provider,
@@ -636,7 +775,7 @@ class ProviderClient:
         )
         await self.sleep(delay)
 
-    async def _once(self, url: str, params: Mapping[str, str] | None) -> Any:
+    async def _once(self, method: str, url: str | URL, params: Mapping[str, str] | None, json: Any) -> Any:
         headers = dict(self.default_headers)
         ticket = await self.gate.acquire()
         answered = False
@@ -651,7 +790,9 @@ class ProviderClient:
                     await self.gate.wait_turn()
                     if self.auth is not None:
                         headers.update(await self._auth_headers())
-                status, resp_headers, body = await self._get(url, params, headers)
+                status, resp_headers, body, answered_url = await self._send(
+                    method, url, params, json, headers
+                )
                 answered = True
             except MalformedResponse:
                 answered = True  # an answer all the same (a body too large)
@@ -664,10 +805,8 @@ class ProviderClient:
                 await self.gate.release()
                 self._fetch_seconds.observe(time.monotonic() - started)
             used = headers.get("Authorization")
-            if self.auth is not None and (200 <= status < 300 or status == 404):
-                self.auth.accepted(used)
             try:
-                return await self._interpret(status, resp_headers, body)
+                return await self._interpret(answered_url, status, resp_headers, body, used)
             except AuthError as exc:
                 exc.used_authorization = used
                 raise
@@ -680,17 +819,47 @@ class ProviderClient:
                 else:  # cancelled, or the token could not be had: let another request probe
                     self.gate.circuit.abandon(ticket)
 
-    async def _get(
-        self, url: str, params: Mapping[str, str] | None, headers: Mapping[str, str]
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        """One GET under the request deadline: ``(status, headers, body)``;
-        the deadline's cancellation comes out as ``TimeoutError``."""
+    async def _send(
+        self,
+        method: str,
+        url: str | URL,
+        params: Mapping[str, str] | None,
+        json: Any,
+        headers: Mapping[str, str],
+    ) -> tuple[int, Mapping[str, str], bytes, str]:
+        """One request under the request deadline: ``(status, headers, body, url
+        that answered)``; the deadline's cancellation comes out as ``TimeoutError``.
+
+        Redirects are ours to follow (aiohttp would follow them anywhere and
+        hand us another host's answer to mirror): within the origin, a few
+        hops, since the origin is the authority we already send the token to
+        and a reverse proxy that canonicalises a path (a trailing slash) is
+        harmless; the answer still has to be the user asked for. A redirect
+        to another origin, or one too many, is returned as it is, and
+        ``_interpret`` makes it a provider error. A POST follows none: its
+        body would be dropped or sent on."""
         task = self._watch()
         try:
-            async with self.session.get(url, params=params, headers=headers) as resp:
-                status = resp.status
-                body = await read_body(resp, self.max_body, provider=self.provider, strict=status < 300)
-                return status, resp.headers, body
+            target: str | URL = url
+            hop = 0
+            while True:
+                async with self.session.request(
+                    method,
+                    target,
+                    params=params if hop == 0 else None,
+                    json=json,
+                    headers=headers,
+                    allow_redirects=False,
+                ) as resp:
+                    status = resp.status
+                    if status in REDIRECT_STATUSES and hop < MAX_REDIRECTS and method == "GET":
+                        following = same_origin_redirect(resp)
+                        if following is not None:
+                            await read_body(resp, REDIRECT_BODY, provider=self.provider, strict=False)
+                            target, hop = following, hop + 1
+                            continue
+                    body = await read_body(resp, self.max_body, provider=self.provider, strict=status < 300)
+                    return status, resp.headers, body, str(resp.url)
         except asyncio.CancelledError:
             if not self._expired(task):
                 raise
@@ -743,7 +912,8 @@ class ProviderClient:
             return await self.auth.headers(self.session)
         except RateLimited as exc:
             # the token endpoint's Retry-After pauses the provider like a GET's
-            if exc.retry_at is not None:
+            # (one already past is a backoff: see get_json)
+            if exc.retry_at is not None and exc.retry_at > utcnow():
                 # waiters re-raise the same error: log only the pause it started
                 await self._pause(exc, exc.retry_after, always_log=False)
             raise
@@ -785,10 +955,14 @@ class ProviderClient:
                 cooldown=self.gate.circuit.cooldown,
             )
 
-    async def _interpret(self, status: int, headers: Mapping[str, str], body: bytes) -> Any:
+    async def _interpret(
+        self, url: str, status: int, headers: Mapping[str, str], body: bytes, used: str | None
+    ) -> Any:
         tracking = headers.get(self.tracking_header) if self.tracking_header else None
         common: dict[str, Any] = {"provider": self.provider, "status": status, "tracking_id": tracking}
         if 200 <= status < 300:
+            if self.auth is not None:
+                self.auth.accepted(used)
             if self.gate.circuit.opened_at is not None:
                 self._circuit_open.set(0)
             self.gate.succeeded()
@@ -822,13 +996,35 @@ class ProviderClient:
             )
             exc.retry_after = retry_after
             if exc.retry_at is not None:
-                await self._pause(exc, retry_after)
+                if exc.retry_at > utcnow():  # one already past is a backoff (get_json)
+                    await self._pause(exc, retry_after)
             elif status >= 500:
                 self._failed()
             raise exc
         if status == 404:
+            if self.not_found is not None and not self._recognized_404(headers, body):
+                # not the provider's own answer: never a step toward a deletion, and
+                # a wrong path or a proxy in the way is the provider failing for us
+                self._failed()
+                raise UnrecognizedNotFound(
+                    f"404 that is not the provider's not-found answer (wrong base_url or a proxy?): {url}",
+                    **common,
+                    detail=detail,
+                )
+            if self.auth is not None:
+                self.auth.accepted(used)
             self.gate.succeeded()
             raise NotFound("user not found", **common, detail=detail)
+        if status in REDIRECT_STATUSES:
+            self.gate.succeeded()  # an answer; the provider is up
+            location = headers.get("Location")
+            if not location:
+                reason = f"redirect without a Location from {url}"
+            elif _leaves_origin(url, location):
+                reason = f"redirect to another origin not followed: {url} -> {location}"
+            else:
+                reason = f"too many redirects (more than {MAX_REDIRECTS}): {url} -> {location}"
+            raise ProviderError(reason, **common)
         if status in (401, 403):
             self.gate.succeeded()  # the provider is up (and a half-open probe must not hang)
             raise AuthError("credentials rejected", **common, detail=detail)
@@ -837,6 +1033,13 @@ class ProviderClient:
             raise TransientError("provider error", **common, detail=detail)
         self.gate.succeeded()
         raise ProviderError("request refused", **common, detail=detail)
+
+    def _recognized_404(self, headers: Mapping[str, str], body: bytes) -> bool:
+        assert self.not_found is not None
+        try:
+            return bool(self.not_found(headers, body))
+        except Exception:  # a body the predicate chokes on is not the provider's answer
+            return False
 
     def _detail(self, body: bytes) -> str | None:
         try:

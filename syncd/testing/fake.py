@@ -74,6 +74,8 @@ class RequestRecord:
     path: str
     status: int = 0
     fault: str | None = None
+    #: the request target as it arrived, still percent-encoded (``/Users/a%2Fb``)
+    raw_path: str = ""
 
 
 @dataclass
@@ -196,7 +198,9 @@ class FakeProvider:
     # -- HTTP --------------------------------------------------------------------
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        record = RequestRecord(at=time.time(), method=request.method, path=request.path_qs)
+        record = RequestRecord(
+            at=time.time(), method=request.method, path=request.path_qs, raw_path=request.raw_path
+        )
         self.requests.append(record)
         if self.latency:
             await asyncio.sleep(self.latency)
