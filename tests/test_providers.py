@@ -328,3 +328,27 @@ async def test_listing_pages_through_every_user(ptype, make_config, engine_for, 
         engine = await engine_for(make_config((ptype, f)))
         listed = [uid async for uid in engine.runtime(ptype).adapter.list_ids()]
         assert sorted(listed) == sorted(ids)
+
+
+# -- check(): an authenticated read of the right shape (issue 13, item 6) -------------------------
+@pytest.mark.parametrize("ptype", ["zitadel", "wacht", "fortanix", "webex", "scim"])
+async def test_check_proves_a_read_and_any_404_or_wrong_body_fails_naming_the_url(
+    ptype, make_config, engine_for, monkeypatch
+):
+    from syncd.providers.base import CheckFailed
+
+    f = fake(ptype)
+    async with f:
+        monkeypatch.setenv(TOKEN_ENV, f.token)
+        f.seed(2)
+        rt = (await engine_for(make_config((ptype, f), max_attempts=1))).runtime(ptype)
+        proof = await rt.adapter.check()
+        assert proof.startswith(f"GET {f.url}/"), proof
+
+        for kind, kw in (("html", {"status": 404}), ("404", {}), ("body", {"body": b'{"ok": true}'})):
+            f.inject(kind, times=None, **kw)
+            with pytest.raises(CheckFailed) as failed:
+                await rt.adapter.check()
+            assert failed.value.url.startswith(f"{f.url}/") and failed.value.method == "GET"
+            assert not failed.value.credentials_rejected
+            f.clear_faults()

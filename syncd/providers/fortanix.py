@@ -20,16 +20,28 @@ No change marker and no ETag: the content is diffed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import aiohttp
 
 from syncd.config import FortanixConfig, read_secret
-from syncd.errors import MalformedResponse
+from syncd.errors import MalformedResponse, ProviderError
 from syncd.http import ProviderClient, TokenFlow
 from syncd.identity import Email, Identity
-from syncd.providers.base import document, json_kind, probe
+from syncd.providers.base import (
+    CheckFailed,
+    config_url,
+    describe,
+    document,
+    get_json,
+    json_error,
+    json_kind,
+    media_type,
+    read_for_check,
+    user_url,
+)
 
 
 def normalize(doc: Any) -> Identity:
@@ -69,19 +81,52 @@ def error_detail(body: bytes) -> str | None:
     return text[:300] or None
 
 
+#: Fortanix's "no such user" names the user: "user not found", "User does not exist"
+_USER_NOT_FOUND = re.compile(
+    r"\buser\b[^\n]{0,60}?\b(?:not found|does not exist|doesn't exist|not exist)\b|\bno such user\b",
+    re.IGNORECASE,
+)
+#: a not-found line is short; a longer 404 body is a page, not Fortanix's answer
+_MAX_NOT_FOUND_BODY = 512
+
+
+def is_not_found(headers: Mapping[str, str], body: bytes) -> bool:
+    """Fortanix answers errors in plain text (NOTES.md), so its "no such user"
+    is told apart by what it says: one short line naming the user ("user not
+    found"). An HTML page, a framework's generic ``404: Not Found`` or ``404
+    page not found`` (a wrong base_url path), a 404 about something else
+    ("sobject does not exist") are not; nor is an empty body. A JSON
+    ``{"message": …}`` is read the same way."""
+    kind = media_type(headers)
+    if kind in ("text/html", "application/xhtml+xml") or len(body) > _MAX_NOT_FOUND_BODY:
+        return False
+    if kind == "application/json" or kind.endswith("+json"):
+        doc = json_error(headers, body)
+        text = doc.get("message") if doc is not None else None
+        if not isinstance(text, str):
+            return False
+    else:
+        text = body.decode("utf-8", "replace")
+    text = text.strip()
+    if not text or "\n" in text or "<" in text:
+        return False
+    return _USER_NOT_FOUND.search(text) is not None
+
+
 class Session(TokenFlow):
     """``/sys/v1/session/auth`` (+ ``select_account`` for a user session)."""
 
     def __init__(self, config: FortanixConfig) -> None:
         super().__init__(config.name)
         self.base = config.base_url
+        self.url = f"{self.base}/sys/v1/session/auth"
         self.api_key = read_secret(config, "api_key_env", "api_key_file")
         self.email = config.email
         self.password = read_secret(config, "password_env", "password_file") if config.email else None
         self.account_id = config.account_id
 
     async def obtain(self, session: aiohttp.ClientSession) -> tuple[str, float | None]:
-        url = f"{self.base}/sys/v1/session/auth"
+        url = self.url
         if self.api_key:
             doc = await self.post_token(session, url, headers={"Authorization": f"Basic {self.api_key}"})
         else:
@@ -111,21 +156,33 @@ class FortanixProvider:
     type: ClassVar[str] = "fortanix"
     default_ignore_fields: ClassVar[tuple[str, ...]] = ("last_logged_in_at",)
     error_detail = staticmethod(error_detail)
+    not_found = staticmethod(is_not_found)
     tracking_header: ClassVar[str | None] = None
     make_auth = staticmethod(make_auth)
 
     def __init__(self, config: FortanixConfig, client: ProviderClient) -> None:
         self.config = config
         self.client = client
+        self.users_url = config_url(config.base_url, "sys", "v1", "users", key="base_url")
 
     async def fetch(self, user_id: str) -> Identity:
-        doc = await self.client.get_json(
-            f"{self.config.base_url}/sys/v1/users/{user_id}", params={"with_groups": self.config.with_groups}
-        )
+        url = user_url(self.users_url, user_id, self.config.name)
+        doc = await get_json(self.client, url, params={"with_groups": self.config.with_groups})
         return normalize(doc)
 
-    async def check(self) -> None:
-        await probe(self.client, f"{self.config.base_url}/sys/v1/users?limit=1")
+    async def check(self) -> str:
+        """``GET /sys/v1/users?limit=1`` must answer a JSON array (of one user
+        that maps, if the account has any): the session, the path and the API."""
+        url = self.users_url.update_query({"limit": "1"})
+        page = await read_for_check(self.client, url)
+        if not isinstance(page, list):
+            raise CheckFailed(url, f"expected a JSON array of users, got {describe(page)}")
+        if page:
+            try:
+                normalize(page[0])
+            except ProviderError as exc:
+                raise CheckFailed(url, f"the listed user does not map: {exc}") from exc
+        return f"GET {url}: a JSON array of users ({len(page)} listed)"
 
     async def list_ids(self) -> AsyncIterator[str]:
         """``GET /sys/v1/users?limit=…&start=<last user_id>&sort=user_id:asc`` → a bare array."""
@@ -134,7 +191,7 @@ class FortanixProvider:
             params = {"limit": "100", "sort": "user_id:asc"}
             if start:
                 params["start"] = start
-            page = await self.client.get_json(f"{self.config.base_url}/sys/v1/users", params=params)
+            page = await get_json(self.client, self.users_url, params=params)
             if not isinstance(page, list):
                 raise MalformedResponse(f"expected a JSON array of users, got {json_kind(page)}")
             ids = [str(u["user_id"]) for u in page if isinstance(u, dict) and u.get("user_id")]

@@ -21,15 +21,26 @@ Wacht's SCIM body shape, which are SCIM dialects.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
+
+from yarl import URL
 
 from syncd.config import ScimConfig, read_secret
 from syncd.errors import MalformedResponse
 from syncd.http import Auth, BearerToken, ProviderClient
 from syncd.identity import Email, Identity, primary_email
 from syncd.jsonutil import loads
-from syncd.providers.base import document, json_kind, obj, probe
+from syncd.providers.base import (
+    check_scim_list,
+    config_url,
+    document,
+    get_json,
+    is_scim_not_found,
+    json_kind,
+    obj,
+    user_url,
+)
 from syncd.timeutil import parse_rfc3339
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -108,16 +119,22 @@ def error_detail(body: bytes) -> str | None:
     return None
 
 
+def is_not_found(headers: Mapping[str, str], body: bytes) -> bool:
+    """RFC 7644 §3.12's error with ``status`` 404 (``"404"`` or ``404``); any
+    other 404 (a proxy's page, a wrong base_url path) is not "no such user"."""
+    return is_scim_not_found(headers, body)
+
+
 def make_auth(config: ScimConfig) -> Auth:
     return BearerToken(read_secret(config, "token_env", "token_file") or "")
 
 
-async def list_scim_ids(client: ProviderClient, users_url: str, page: int = 100) -> AsyncIterator[str]:
+async def list_scim_ids(client: ProviderClient, users_url: URL, page: int = 100) -> AsyncIterator[str]:
     """RFC 7644 §3.4.2.4 pagination: startIndex is 1-based."""
     start = 1
     while True:
         doc = document(
-            await client.get_json(users_url, params={"startIndex": str(start), "count": str(page)})
+            await get_json(client, users_url, params={"startIndex": str(start), "count": str(page)})
         )
         resources = doc.get("Resources") or []
         if not isinstance(resources, list):
@@ -135,18 +152,21 @@ class ScimProvider:
     type: ClassVar[str] = "scim"
     default_ignore_fields: ClassVar[tuple[str, ...]] = ()
     error_detail = staticmethod(error_detail)
+    not_found = staticmethod(is_not_found)
     tracking_header: ClassVar[str | None] = None
     make_auth = staticmethod(make_auth)
 
     def __init__(self, config: ScimConfig, client: ProviderClient) -> None:
         self.config = config
         self.client = client
+        self.users_url = config_url(config.base_url, "Users", key="base_url")
 
     async def fetch(self, user_id: str) -> Identity:
-        return normalize(await self.client.get_json(f"{self.config.base_url}/Users/{user_id}"))
+        url = user_url(self.users_url, user_id, self.config.name)
+        return normalize(await get_json(self.client, url))
 
-    async def check(self) -> None:
-        await probe(self.client, f"{self.config.base_url}/Users?count=1")
+    async def check(self) -> str:
+        return await check_scim_list(self.client, self.users_url, normalize)
 
     def list_ids(self) -> AsyncIterator[str]:
-        return list_scim_ids(self.client, f"{self.config.base_url}/Users")
+        return list_scim_ids(self.client, self.users_url)

@@ -23,7 +23,7 @@ the engine before anything is hashed, stored, logged or emitted.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 from syncd.config import WachtConfig, read_secret
@@ -31,7 +31,17 @@ from syncd.errors import MalformedResponse
 from syncd.http import Auth, BearerToken, ProviderClient
 from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
-from syncd.providers.base import document, obj, probe
+from syncd.providers.base import (
+    check_scim_list,
+    config_url,
+    document,
+    get_json,
+    json_error,
+    obj,
+    scim_error_404,
+    status_is,
+    user_url,
+)
 from syncd.providers.scim import error_detail as scim_error_detail
 from syncd.providers.scim import list_scim_ids, scim_fields
 
@@ -84,6 +94,24 @@ def error_detail(body: bytes) -> str | None:
     return scim_error_detail(body)
 
 
+def is_not_found(headers: Mapping[str, str], body: bytes) -> bool:
+    """Wacht's own "no such user", in either of its shapes: the deployed SCIM
+    handler's RFC 7644 error (``status`` 404, a number), or the reference
+    page's ``{"errors": [{"message", "code"}]}``, whose ``code`` is the HTTP
+    status (Wacht's ``ApiError``). Anything else answering 404 is not Wacht
+    saying the user is gone."""
+    doc = json_error(headers, body)
+    if doc is None:
+        return False
+    if scim_error_404(doc):
+        return True
+    errors = doc.get("errors")
+    return isinstance(errors, list) and any(
+        isinstance(e, dict) and isinstance(e.get("message"), str) and status_is(e.get("code"), 404)
+        for e in errors
+    )
+
+
 def make_auth(config: WachtConfig) -> Auth:
     return BearerToken(read_secret(config, "token_env", "token_file") or "")
 
@@ -92,20 +120,24 @@ class WachtProvider:
     type: ClassVar[str] = "wacht"
     default_ignore_fields: ClassVar[tuple[str, ...]] = ()
     error_detail = staticmethod(error_detail)
+    not_found = staticmethod(is_not_found)
     tracking_header: ClassVar[str | None] = None
     make_auth = staticmethod(make_auth)
 
     def __init__(self, config: WachtConfig, client: ProviderClient) -> None:
         self.config = config
         self.client = client
-        self.users_url = f"{config.base_url}/scim/v2/{config.connection_id}/Users"
+        self.users_url = config_url(
+            config.base_url, "scim", "v2", config.connection_id, "Users", key="connection_id"
+        )
 
     async def fetch(self, user_id: str) -> Identity:
-        return normalize(await self.client.get_json(f"{self.users_url}/{user_id}"))
+        return normalize(await get_json(self.client, user_url(self.users_url, user_id, self.config.name)))
 
-    async def check(self) -> None:
-        # ids are numeric: a list request proves the token without a 400
-        await probe(self.client, f"{self.users_url}?startIndex=1&count=1")
+    async def check(self) -> str:
+        # a list of one: proves the token and the connection_id (ids are
+        # numeric, so a made-up id would prove nothing but a 400)
+        return await check_scim_list(self.client, self.users_url, normalize)
 
     def list_ids(self) -> AsyncIterator[str]:
         return list_scim_ids(self.client, self.users_url)

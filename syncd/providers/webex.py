@@ -15,7 +15,7 @@ one is kept in memory). Every error is logged with the ``TrackingID`` header.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, ClassVar
 
 import aiohttp
@@ -25,7 +25,15 @@ from syncd.http import Auth, BearerToken, ProviderClient, TokenFlow
 from syncd.identity import Identity
 from syncd.jsonutil import loads
 from syncd.logs import register_secret
-from syncd.providers.base import document, obj, probe
+from syncd.providers.base import (
+    check_scim_list,
+    config_url,
+    document,
+    get_json,
+    is_scim_not_found,
+    obj,
+    user_url,
+)
 from syncd.providers.scim import error_detail as scim_error_detail
 from syncd.providers.scim import list_scim_ids, scim_fields
 
@@ -60,6 +68,14 @@ def error_detail(body: bytes) -> str | None:
             return f"{message} (trackingId {doc['trackingId']})"
         return str(message) if message else None
     return None
+
+
+def is_not_found(headers: Mapping[str, str], body: bytes) -> bool:
+    """Only Webex Identity's SCIM error with ``status`` 404 says "no such user".
+    Webex's general ``{"message", "errors", "trackingId"}`` 404 is what its
+    router answers for "the URI requested is invalid" (the reference page's
+    own words): a wrong org_id or path, never evidence of a deletion."""
+    return is_scim_not_found(headers, body)
 
 
 class RefreshToken(TokenFlow):
@@ -99,19 +115,22 @@ class WebexProvider:
     type: ClassVar[str] = "webex"
     default_ignore_fields: ClassVar[tuple[str, ...]] = ()
     error_detail = staticmethod(error_detail)
+    not_found = staticmethod(is_not_found)
     tracking_header: ClassVar[str | None] = "TrackingID"
     make_auth = staticmethod(make_auth)
 
     def __init__(self, config: WebexConfig, client: ProviderClient) -> None:
         self.config = config
         self.client = client
-        self.users_url = f"{config.base_url}/identity/scim/{config.org_id}/v2/Users"
+        self.users_url = config_url(
+            config.base_url, "identity", "scim", config.org_id, "v2", "Users", key="org_id"
+        )
 
     async def fetch(self, user_id: str) -> Identity:
-        return normalize(await self.client.get_json(f"{self.users_url}/{user_id}"))
+        return normalize(await get_json(self.client, user_url(self.users_url, user_id, self.config.name)))
 
-    async def check(self) -> None:
-        await probe(self.client, f"{self.users_url}?count=1")
+    async def check(self) -> str:
+        return await check_scim_list(self.client, self.users_url, normalize)
 
     def list_ids(self) -> AsyncIterator[str]:
         return list_scim_ids(self.client, self.users_url)

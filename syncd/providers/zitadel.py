@@ -8,16 +8,28 @@ following the gRPC code.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import aiohttp
 
 from syncd.config import ZitadelConfig, read_secret
-from syncd.errors import MalformedResponse
+from syncd.errors import MalformedResponse, ProviderError
 from syncd.http import Auth, BearerToken, ProviderClient, TokenFlow
 from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
-from syncd.providers.base import document, obj, probe
+from syncd.providers.base import (
+    CheckFailed,
+    config_url,
+    describe,
+    document,
+    get_json,
+    json_error,
+    obj,
+    read_for_check,
+    user_url,
+)
 from syncd.timeutil import parse_rfc3339
 
 #: ``USER_STATE_*`` values that mean the user may sign in
@@ -74,6 +86,30 @@ def error_detail(body: bytes) -> str | None:
     return None
 
 
+#: gRPC NOT_FOUND as grpc-gateway writes it (a number), or by name (connect)
+_NOT_FOUND_CODES = (5, "5", "NOT_FOUND", "not_found")
+#: ZITADEL's error id closing its messages: "User could not be found (QUERY-Dfbg2)"
+_ERROR_ID = re.compile(r"\([A-Z]+-[A-Za-z0-9]+\)\s*$")
+
+
+def is_not_found(headers: Mapping[str, str], body: bytes) -> bool:
+    """ZITADEL's own NOT_FOUND: ``{"code": 5, "message": "… (QUERY-Dfbg2)",
+    "details": [{"@type": "…zitadel.v1.ErrorDetail", "id": …}]}``. ``code`` 5
+    alone is not enough: grpc-gateway answers a path it has no route for with
+    ``{"code": 5, "message": "Not Found"}`` too, so ZITADEL's error detail or
+    error id must be there as well."""
+    doc = json_error(headers, body)
+    if doc is None or isinstance(doc.get("code"), bool) or doc.get("code") not in _NOT_FOUND_CODES:
+        return False
+    details = doc.get("details")
+    if isinstance(details, list) and any(
+        isinstance(d, dict) and str(d.get("@type", "")).endswith("zitadel.v1.ErrorDetail") for d in details
+    ):
+        return True
+    message = doc.get("message")
+    return isinstance(message, str) and _ERROR_ID.search(message) is not None
+
+
 class ClientCredentials(TokenFlow):
     """OAuth client credentials against ``{base_url}/oauth/v2/token``."""
 
@@ -104,18 +140,45 @@ class ZitadelProvider:
     type: ClassVar[str] = "zitadel"
     default_ignore_fields: ClassVar[tuple[str, ...]] = ()
     error_detail = staticmethod(error_detail)
+    not_found = staticmethod(is_not_found)
     tracking_header: ClassVar[str | None] = None
     make_auth = staticmethod(make_auth)
 
     def __init__(self, config: ZitadelConfig, client: ProviderClient) -> None:
         self.config = config
         self.client = client
+        self.users_url = config_url(config.base_url, "v2", "users", key="base_url")
         if config.org_id:
             client.default_headers["x-zitadel-orgid"] = config.org_id
 
     async def fetch(self, user_id: str) -> Identity:
-        doc = await self.client.get_json(f"{self.config.base_url}/v2/users/{user_id}")
+        doc = await get_json(self.client, user_url(self.users_url, user_id, self.config.name))
         return normalize(doc)
 
-    async def check(self) -> None:
-        await probe(self.client, f"{self.config.base_url}/v2/users/syncd-credential-check")
+    async def check(self) -> str:
+        """The User Service's search, ``POST /v2/users`` with limit 1 (ListUsers,
+        what discovery lists with): proves the token, the base_url and a grant
+        to read users — not only the token's own user — and the answer's shape
+        (``details`` and a ``result`` array of v2 users)."""
+        url = config_url(self.config.base_url, "v2", "users", key="base_url")
+        answer = await read_for_check(
+            self.client, url, search={"query": {"offset": "0", "limit": 1, "asc": True}}
+        )
+        result = answer.get("result", []) if isinstance(answer, dict) else None
+        if (
+            not isinstance(answer, dict)
+            or not isinstance(answer.get("details"), dict)
+            or not isinstance(result, list)
+        ):
+            raise CheckFailed(
+                url,
+                f"expected a ZITADEL ListUsers answer (details, result), got {describe(answer)}",
+                method="POST",
+            )
+        for user in result[:1]:
+            try:
+                normalize({"user": user})
+            except ProviderError as exc:
+                raise CheckFailed(url, f"not a ZITADEL v2 user in the result: {exc}", method="POST") from exc
+        total = obj(answer, "details").get("totalResult", len(result))
+        return f"POST {url}: a ZITADEL ListUsers answer ({total} user(s))"

@@ -10,6 +10,8 @@ from aiohttp import web
 from syncd import jsonutil
 from syncd.testing.fake import FakeProvider
 
+#: the user the fake's token belongs to (a service account), for ``/auth/v1/users/me``
+SERVICE_USER_ID = "284761000000000001"
 _GRPC_CODES = {400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 423: 9, 429: 8, 500: 13, 502: 14, 503: 14}
 FIRST_NAMES = ["Minnie", "Mickey", "Donald", "Daisy", "Goofy", "Pluto", "Clarabelle", "Horace"]
 LAST_NAMES = ["Mouse", "Duck", "Goof", "Cow", "Horsecollar", "Pete", "Gander", "Coot"]
@@ -45,7 +47,60 @@ class ZitadelDialect:
                 }
             )
 
-        return [web.get("/v2/users/{user_id}", get_user), web.post("/oauth/v2/token", token)]
+        async def me(request: web.Request) -> web.Response:
+            """Auth API "Get My User": the token's own user, v1 shape (``id``)."""
+            if not fake.authorized(request):
+                return fake.error(401, "Errors.Token.Invalid (AUTH-7fs1e)")
+            user = self.service_user()["user"]
+            v1 = {"id": user["userId"], "userName": user["username"]}
+            v1 |= {k: v for k, v in user.items() if k not in ("userId", "username")}
+            return web.json_response({"details": user["details"], "user": v1})
+
+        async def get_service_user(request: web.Request) -> web.Response:
+            if not fake.authorized(request):
+                return fake.error(401, "Errors.Token.Invalid (AUTH-7fs1e)")
+            if SERVICE_USER_ID in fake.users:
+                return fake.user_response(SERVICE_USER_ID)
+            return web.json_response(self.service_user())
+
+        async def list_users(request: web.Request) -> web.Response:
+            """User Service ListUsers (``POST /v2/users``): offset paging,
+            ``result`` items shaped like GetUserByID's ``user``."""
+            if not fake.authorized(request):
+                return fake.error(401, "Errors.Token.Invalid (AUTH-7fs1e)")
+            query = (await request.json()).get("query") or {}
+            offset, limit = int(query.get("offset") or 0), int(query.get("limit") or 100)
+            ids = sorted(fake.users)
+            page = [fake.users[uid]["user"] for uid in ids[offset : offset + limit]]
+            details = {"totalResult": str(len(ids)), "timestamp": "2026-02-03T10:21:07.512893123Z"}
+            return web.json_response({"details": details, "result": page})
+
+        return [
+            web.post("/v2/users", list_users),
+            # before /v2/users/{user_id}: the service account is served even when not seeded
+            web.get(f"/v2/users/{SERVICE_USER_ID}", get_service_user),
+            web.get("/v2/users/{user_id}", get_user),
+            web.post("/oauth/v2/token", token),
+            web.get("/auth/v1/users/me", me),
+        ]
+
+    def service_user(self) -> dict[str, Any]:
+        """The machine user the fake's tokens belong to (not one of ``users``)."""
+        details = {
+            "sequence": "3",
+            "changeDate": "2025-11-10T08:00:01.123456Z",
+            "resourceOwner": "284761535123456789",
+        }
+        user = {
+            "userId": SERVICE_USER_ID,
+            "details": details,
+            "state": "USER_STATE_ACTIVE",
+            "username": "syncd",
+            "loginNames": ["syncd@acme.zitadel.cloud"],
+            "preferredLoginName": "syncd@acme.zitadel.cloud",
+            "machine": {"name": "syncd", "description": "syncd service account"},
+        }
+        return {"details": dict(details), "user": user}
 
     def make_user(self, n: int) -> dict[str, Any]:
         uid = str(284761989876543210 + n)

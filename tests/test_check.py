@@ -1,0 +1,183 @@
+"""``syncd check`` proves an authenticated read of the right shape for every
+provider (issue 13, item 6), run as the real CLI against the fakes: a bad
+token, a wrong path, a wrong connection_id or org_id, a 404 or a body of the
+wrong shape each fail, and the line names the URL tried."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from syncd.testing.dialects import fake
+from syncd.testing.fake import FakeProvider
+from tests.conftest import TOKEN_ENV
+from tests.test_cli import syncd
+
+TYPES = ["zitadel", "wacht", "fortanix", "webex", "scim"]
+
+
+@pytest.fixture
+async def fakes(monkeypatch) -> AsyncIterator[dict[str, FakeProvider]]:
+    """One running fake of each provider type, a few users each."""
+    started = {ptype: fake(ptype) for ptype in TYPES}
+    for f in started.values():
+        await f.start()
+        f.seed(3)
+    monkeypatch.setenv(TOKEN_ENV, started["scim"].token)
+    try:
+        yield started
+    finally:
+        for f in started.values():
+            await f.stop()
+
+
+def write_config(tmp_path: Path, db_url: str, providers: list[dict[str, Any]]) -> str:
+    lines = [f"[database]\nurl = {json.dumps(db_url)}\n"]
+    for p in providers:
+        lines.append("[[providers]]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in p.items() if v is not None]
+        lines.append("")
+    path = tmp_path / "syncd.toml"
+    path.write_text("\n".join(lines))
+    return str(path)
+
+
+def provider(f: FakeProvider, **over: Any) -> dict[str, Any]:
+    return {**f.provider_config(f.dialect.type, token_env=TOKEN_ENV), **over}
+
+
+def line_of(out: str, name: str) -> str:
+    [line] = [ln for ln in out.splitlines() if ln.startswith(f"provider {name} (")]
+    return line
+
+
+async def test_a_good_config_passes_naming_what_it_read(tmp_path, store, db_url, fakes):
+    cfg = write_config(tmp_path, db_url, [provider(f) for f in fakes.values()])
+    rc, out, err = await syncd("check", "--config", cfg)
+    assert rc == 0, out + err
+    for ptype, f in fakes.items():
+        line = line_of(out, ptype)
+        assert "credentials accepted" in line and f.url in line, line
+    assert "GET " in line_of(out, "scim") and "ListResponse" in line_of(out, "scim")
+    assert f"{fakes['fortanix'].url}/sys/v1/users?limit=1" in line_of(out, "fortanix")
+    assert f"POST {fakes['zitadel'].url}/v2/users" in line_of(out, "zitadel")
+    assert "ListUsers" in line_of(out, "zitadel")
+
+
+async def test_a_bad_token_fails_every_provider_as_credentials_rejected(tmp_path, store, db_url, fakes):
+    cfg = write_config(tmp_path, db_url, [provider(f) for f in fakes.values()])
+    rc, out, err = await syncd("check", "--config", cfg, env={TOKEN_ENV: "wrong-token"})
+    assert rc == 1, out + err
+    for ptype, f in fakes.items():
+        line = line_of(out, ptype)
+        assert "FAILED: credentials rejected" in line, line
+        if ptype == "fortanix":  # a session flow's refusal names the session endpoint
+            assert line.endswith(f"(POST {f.url}/sys/v1/session/auth)"), line
+        elif ptype == "zitadel":  # ListUsers is a POST search
+            assert line.endswith(f"(POST {f.url}/v2/users)"), line
+        else:
+            assert f"(GET {f.url}/" in line, line
+    assert "wrong-token" not in out + err
+
+
+async def test_a_refused_client_secret_names_the_token_endpoint(tmp_path, store, db_url, fakes):
+    f = fakes["zitadel"]
+    cfg = write_config(
+        tmp_path,
+        db_url,
+        [provider(f, token_env=None, client_id="syncd-client", client_secret_env=TOKEN_ENV)],
+    )
+    rc, out, err = await syncd("check", "--config", cfg)
+    assert rc == 0, out + err
+    rc, out, err = await syncd("check", "--config", cfg, env={TOKEN_ENV: "wrong-secret"})
+    assert rc == 1, out + err
+    line = line_of(out, "zitadel")
+    assert "FAILED: credentials rejected" in line and line.endswith(f"(POST {f.url}/oauth/v2/token)"), line
+    assert "wrong-secret" not in out + err
+
+
+async def test_a_wrong_path_in_base_url_fails_naming_the_url(tmp_path, store, db_url, fakes):
+    """Every fake answers an unknown path with aiohttp's 404 (text/plain)."""
+    cfg = write_config(tmp_path, db_url, [provider(f, base_url=f.url + "/wrong") for f in fakes.values()])
+    rc, out, err = await syncd("check", "--config", cfg)
+    assert rc == 1, out + err
+    for ptype, f in fakes.items():
+        # Fortanix's session endpoint comes first; ZITADEL's ListUsers is a POST
+        method = "POST" if ptype in ("fortanix", "zitadel") else "GET"
+        line = line_of(out, ptype)
+        assert "FAILED" in line and "404" in line and f"({method} {f.url}/wrong/" in line, line
+        assert "credentials accepted" not in line
+
+
+async def test_a_wrong_connection_id_or_org_id_fails(tmp_path, store, db_url, fakes):
+    wacht, webex = fakes["wacht"], fakes["webex"]
+    cfg = write_config(
+        tmp_path,
+        db_url,
+        [provider(wacht, connection_id="7309876543210001"), provider(webex, org_id="not-our-org")],
+    )
+    rc, out, err = await syncd("check", "--config", cfg)
+    assert rc == 1, out + err
+    assert "FAILED" in line_of(out, "wacht") and "/scim/v2/7309876543210001/Users" in line_of(out, "wacht")
+    assert "FAILED" in line_of(out, "webex") and "/identity/scim/not-our-org/v2/Users" in line_of(
+        out, "webex"
+    )
+
+
+async def test_the_providers_own_404_on_the_read_fails_too(tmp_path, store, db_url, fakes):
+    """A 404 is never "the credentials work", even the provider's own."""
+    f = fakes["scim"]
+    f.inject("404", times=None)
+    cfg = write_config(tmp_path, db_url, [provider(f)])
+    rc, out, err = await syncd("check", "--config", cfg)
+    assert rc == 1, out + err
+    line = line_of(out, "scim")
+    assert "FAILED" in line and "404" in line and f"(GET {f.url}/Users?startIndex=1&count=1)" in line
+
+
+@pytest.fixture
+async def anything_goes() -> AsyncIterator[str]:
+    """A server answering every GET 200 ``{"ok": true}``: authenticated or not,
+    any path (a catch-all proxy, a health endpoint where base_url points)."""
+
+    async def ok(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", ok)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_body_of_the_wrong_shape_fails(tmp_path, store, db_url, fakes, anything_goes):
+    providers = [
+        {**provider(f), "base_url": anything_goes}
+        for ptype, f in fakes.items()
+        if ptype != "fortanix"  # its session endpoint answers no token: checked below
+    ]
+    cfg = write_config(tmp_path, db_url, providers)
+    rc, out, err = await syncd("check", "--config", cfg)
+    assert rc == 1, out + err
+    for ptype in ("wacht", "webex", "scim"):
+        line = line_of(out, ptype)
+        assert "FAILED: expected a SCIM ListResponse, got an object with keys ok" in line, line
+        assert re.search(rf"\(GET {re.escape(anything_goes)}/\S+\)$", line), line
+    assert "FAILED: expected a ZITADEL ListUsers answer" in line_of(out, "zitadel")
+    assert f"(POST {anything_goes}/v2/users)" in line_of(out, "zitadel")
+
+    cfg = write_config(tmp_path, db_url, [{**provider(fakes["fortanix"]), "base_url": anything_goes}])
+    rc, out, _ = await syncd("check", "--config", cfg)
+    assert rc == 1 and "FAILED" in line_of(out, "fortanix") and anything_goes in line_of(out, "fortanix")
