@@ -438,6 +438,13 @@ class Daemon:
             "pending_migrations": self.pending_migrations,
             "error": self.check_error,
             "stopping": self.stopping.is_set(),
+            # a pause is not "not ready" (the daemon waits as asked), but an
+            # operator must see it: it may be why nothing moves
+            "paused": {
+                name: rt.gate.paused_until.isoformat()
+                for name, rt in (self.engine.runtimes.items() if self.engine else ())
+                if rt.gate.paused() and rt.gate.paused_until is not None
+            },
         }
         return web.json_response(body, status=200 if self.ready else 503)
 

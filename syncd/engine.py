@@ -14,8 +14,8 @@ import random
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -29,15 +29,17 @@ from syncd.errors import (
     AuthError,
     BodyUnchanged,
     CircuitOpen,
+    DocumentRefused,
     MalformedResponse,
     NotFound,
     ProviderError,
     StoreUnavailable,
+    WriteRefused,
 )
 from syncd.http import BODY_CHECK, BodyCheck, Gate, ProviderClient, RetryPolicy, make_session
 from syncd.identity import Identity, without_nul
 from syncd.providers import REGISTRY
-from syncd.store import RUN_COUNTS, ChangeSet, Store, TargetUpdates
+from syncd.store import RUN_COUNTS, ChangeSet, PauseState, Store, TargetUpdates
 from syncd.timeutil import utcnow
 
 log = structlog.get_logger("syncd.engine")
@@ -160,6 +162,7 @@ def open_runtime(config: ProviderBase) -> ProviderRuntime:
         redact_fields=config.redact_fields,
         max_body=config.max_body_bytes,
         request_timeout=config.request_timeout,
+        not_found=cls.not_found,
     )
     ignore = config.ignore_fields if config.ignore_fields is not None else cls.default_ignore_fields
     salt = repr((__version__, config.type, sorted(config.redact_fields), sorted(ignore))).encode()  # type: ignore[attr-defined]
@@ -214,6 +217,9 @@ class Engine:
         self.listening = False
         self.peers_lost = asyncio.Event()
         self._peer_conn: Any = None
+        #: pauses being read again after a NOTIFY hint, and how many were read
+        self._hints: set[asyncio.Task[None]] = set()
+        self.hints_read = 0
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -276,15 +282,32 @@ class Engine:
         await self.close()
 
     def apply_remote_pause(self, payload: str) -> None:
-        """A NOTIFY from another replica: ``"<provider> <epoch seconds>"``."""
-        try:
-            name, epoch = payload.rsplit(" ", 1)
-            until = datetime.fromtimestamp(float(epoch), tz=utcnow().tzinfo)
-        except ValueError:
-            return
+        """A NOTIFY on ``syncd_provider_state`` (``"<provider> …"``): only a hint
+        that the provider's pause changed. Any database role may NOTIFY, so
+        nothing in the payload is believed: the pause is read again from
+        ``provider_state``, which only syncd's own role can write."""
+        name = payload.split(" ", 1)[0]
         rt = self.runtimes.get(name)
-        if rt is not None and rt.gate.apply_pause(until):
-            log.info("provider.paused_by_peer", provider=name, until=until.isoformat())
+        if rt is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._reread_pause(rt), name=f"pause:{name}")
+        self._hints.add(task)
+        task.add_done_callback(self._hints.discard)
+
+    async def _reread_pause(self, rt: ProviderRuntime) -> None:
+        try:
+            state = await self.store.pause_state(rt.name)
+        except StoreUnavailable as exc:
+            rt.pause_checked = False  # read it again before the next batch
+            log.warning("provider.pause_not_read", provider=rt.name, error=str(exc))
+            return
+        was = rt.gate.paused_until if rt.gate.paused() else None
+        until = adopt_pause(rt, state)
+        self.hints_read += 1
+        if until is not None and (was is None or until > was):
+            log.info("provider.paused_by_peer", provider=rt.name, until=until.isoformat())
+        elif until is None and was is not None:
+            log.info("provider.pause_cleared", provider=rt.name)
 
     def runtime(self, name: str) -> ProviderRuntime:
         if name not in self.runtimes:
@@ -394,7 +417,10 @@ class Engine:
         counts = dict.fromkeys(RUN_COUNTS, 0)
         came_back: list[str] = []
         changes, done = await self._diff(rt, outcomes, counts, deletions, came_back)
-        await self._write(rt, changes, done, report)
+        refused = await self._write(rt, changes, done, {t["user_id"]: t for t in batch})
+        for kind in refused.values():
+            counts[kind] -= 1
+            counts["failed"] += 1
         # counted once written: a batch whose write failed wrote nothing
         for k, v in counts.items():
             report.counts[k] += v
@@ -416,6 +442,13 @@ class Engine:
         for task in done:
             inflight.discard(task)
             auth_failure = task.result()  # re-raises a batch's exception
+            if auth_failure is not None and not auth_failure.stops_pass:
+                # one user refused even after a renewal fails alone; but a batch
+                # reports its first refusal, and the credentials may have been
+                # declared refused after it: then the pass stops all the same
+                rt = self.runtimes.get(report.provider)
+                auth = rt.client.auth if rt is not None else None
+                auth_failure = auth.refusal() if auth is not None else None
             if auth_failure is not None and report.status == "ok":
                 report.status, report.error = "failed", f"credentials rejected: {auth_failure}"
                 bound.error("provider.auth_failed", error=str(auth_failure))
@@ -456,9 +489,7 @@ class Engine:
         if self.listening and rt.pause_checked:
             return
         rt.pause_checked = True
-        until = await self.store.get_pause(rt.name)
-        if until is not None and until > utcnow():
-            rt.gate.apply_pause(until)
+        adopt_pause(rt, await self.store.pause_state(rt.name))
 
     async def _fetch_all(self, rt: ProviderRuntime, batch: Sequence[Any]) -> list[_Outcome]:
         """Fetch a batch with ``concurrency`` workers that take its targets in
@@ -515,19 +546,23 @@ class Engine:
             return _Outcome(target, error=exc)
         finally:
             BODY_CHECK.reset(token)
-        if identity.user_id.lower() != str(user_id).lower():
+        if identity.user_id != user_id:
+            # exact: ids are case-sensitive (SCIM "id" is caseExact, RFC 7643 §3.1),
+            # and another user's answer must never be mirrored under this id
             err = ProviderError(f"asked for user {user_id!r}, got {identity.user_id!r}", provider=rt.name)
             log.warning("user.fetch_failed", provider=rt.name, user_id=user_id, error=str(err))
             return _Outcome(target, error=err)
-        if identity.user_id != user_id:
-            identity = replace(identity, user_id=str(user_id))
-        record, h = record_json_and_hash(identity, rt.ignore)
-        if b"\\u0000" in record:
-            # PostgreSQL can store no NUL character in text or jsonb: one such
-            # string would fail the whole batch's write, pass after pass
-            identity = without_nul(identity)
-            record, h = record_json_and_hash(identity, rt.ignore)
-            log.warning("user.nul_replaced", provider=rt.name, user_id=user_id)
+        try:
+            record, h = _record(rt, identity)
+        except ProviderError as exc:
+            log.warning(
+                "user.document_refused",
+                provider=rt.name,
+                user_id=user_id,
+                error=str(exc),
+                error_type=exc.__class__.__name__,
+            )
+            return _Outcome(target, error=exc, body_hash=None)
         return _Outcome(
             target, record=record, content_hash=h, version=identity.source_version, body_hash=check.observed
         )
@@ -543,7 +578,7 @@ class Engine:
         cfg, sync = rt.config, self.config.sync
         now = utcnow()
         changes, done = ChangeSet.empty(), TargetUpdates.empty()
-        changed: list[tuple[Any, str | None, bytes, str, str]] = []
+        changed: list[tuple[Any, _Outcome, str]] = []
         for o in outcomes:
             t = o.target
             uid = t["user_id"]
@@ -555,14 +590,11 @@ class Engine:
                 done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
             elif o.record is not None:
                 counts["fetched"] += 1
-                record, h = o.record, o.content_hash or ""
-                if t["content_hash"] == h and t["deleted_at"] is None:
+                if t["content_hash"] == o.content_hash and t["deleted_at"] is None:
                     counts["unchanged"] += 1
                     done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
                     continue
-                kind = change_kind(t["content_hash"], t["deleted_at"])
-                changed.append((t, o.version, record, h, kind))
-                done.add(uid, kind, next_in=_jitter(cfg.interval), body_hash=o.body_hash)
+                changed.append((t, o, change_kind(t["content_hash"], t["deleted_at"])))
             elif isinstance(o.error, NotFound):
                 counts["not_found"] += 1
                 if t["content_hash"] is None or t["deleted_at"] is not None:
@@ -589,66 +621,116 @@ class Engine:
                 )
             else:
                 counts["failed"] += 1
-                err = o.error
-                retry = min(cfg.interval, sync.error_retry * 2 ** min(t["attempts"], 6))
-                if isinstance(err, CircuitOpen):
-                    retry = min(retry, rt.gate.circuit.cooldown)
-                done.add(
-                    uid,
-                    "error",
-                    next_in=_jitter(retry),
-                    error=str(err)[:1000],
-                    failed=True,
-                    nf_count=t["not_found_count"],
-                    nf_since=t["not_found_since"],
-                )
+                self._note_failure(rt, done, t, o.error or ProviderError("no outcome", provider=rt.name))
         if changed:
             before_rows = await self.store.mirror_rows(
-                rt.name, [t["user_id"] for t, _, _, _, kind in changed if kind != "created"]
+                rt.name, [t["user_id"] for t, _, kind in changed if kind != "created"]
             )
             observed = now.isoformat()
             rehash: list[tuple[str, str]] = []
-            for t, version, record, h, kind in changed:
+            for t, o, kind in changed:
                 uid = t["user_id"]
-                row = before_rows.get(uid)
-                if row is None:
-                    # a creation carries the record's bytes as they are, and its patch
-                    # is built by the store (see write_batch in queries.sql); so is a
-                    # mirror row that vanished since the lease
-                    kind = "created"
-                    after: Any = orjson.Fragment(record)
-                    payload = _payload(rt, uid, version, None, after, observed)
-                else:
-                    after = orjson.loads(record)
-                    before = record_from_row(row)
-                    if kind == "updated" and record_hash(before, rt.ignore) == record_hash(after, rt.ignore):
-                        # same record but for ignored fields, new hash definition
-                        # (ignore_fields edited): no event
-                        rehash.append((uid, h))
-                        counts["unchanged"] += 1
-                        continue
-                    payload = _payload(rt, uid, version, before, after, observed)
-                # what tells this change apart from an identical earlier one: for an update
-                # or restore the mirror row's changed_at; for a creation (also of a mirror
-                # row that vanished) when the target was last synced, or, never synced,
-                # when it was added (a target removed and added again is a new one)
-                created_marker = t["last_synced_at"] or t.get("added_at")
-                marker = created_marker if kind == "created" else t["changed_at"]
-                eid = event_id(rt.name, uid, kind, t["content_hash"], h, marker)
-                changes.add(uid, eid, f"user.{kind}", payload, h)
+                try:
+                    event = _change_event(rt, t, o, kind, before_rows.get(uid), observed)
+                except Exception as exc:  # a document jsonpatch or orjson chokes on
+                    counts["failed"] += 1
+                    err = DocumentRefused(
+                        f"could not build the change event: {exc.__class__.__name__}: {exc}", provider=rt.name
+                    )
+                    log.warning("user.document_refused", provider=rt.name, user_id=uid, error=str(err))
+                    self._note_failure(rt, done, t, err)
+                    continue
+                h = o.content_hash or ""
+                if event is None:
+                    # same record but for ignored fields, new hash definition
+                    # (ignore_fields edited): no event
+                    rehash.append((uid, h))
+                    counts["unchanged"] += 1
+                    done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
+                    continue
+                kind, eid, payload = event
+                # an update's event holds before, after and the patch
+                size = len(o.record or b"") * (1 if kind == "created" else 3)
+                changes.add(uid, eid, f"user.{kind}", payload, h, size=size)
+                done.add(uid, kind, next_in=_jitter(cfg.interval), body_hash=o.body_hash)
                 counts[kind] += 1
             if rehash:
                 await self.store.execute("rehash", rt.name, [u for u, _ in rehash], [h for _, h in rehash])
         return changes, done
 
-    async def _write(
-        self, rt: ProviderRuntime, changes: ChangeSet, done: TargetUpdates, report: PassReport
+    def _note_failure(
+        self, rt: ProviderRuntime, done: TargetUpdates, target: Any, err: ProviderError
     ) -> None:
-        await self.store.write_batch(rt.name, self.replica, changes, done)
+        """A target that failed: retried with backoff, or, when its document
+        keeps being refused, quarantined (retried only at the interval, and
+        listed by `syncd status`) so it costs nothing but its own slot."""
+        cfg, sync = rt.config, self.config.sync
+        uid = target["user_id"]
+        attempts = target["attempts"] + 1
+        if isinstance(err, DocumentRefused) and attempts >= sync.quarantine_after:
+            status, retry = "quarantined", cfg.interval
+            if attempts == sync.quarantine_after:
+                log.error(
+                    "user.quarantined", provider=rt.name, user_id=uid, attempts=attempts, error=str(err)
+                )
+        else:
+            status = "error"
+            retry = min(cfg.interval, sync.error_retry * 2 ** min(target["attempts"], 6))
+            if isinstance(err, CircuitOpen):
+                retry = min(retry, rt.gate.circuit.cooldown)
+        done.add(
+            uid,
+            status,
+            next_in=_jitter(retry),
+            error=str(err)[:1000],
+            failed=True,
+            nf_count=target["not_found_count"],
+            nf_since=target["not_found_since"],
+        )
+
+    async def _write(
+        self, rt: ProviderRuntime, changes: ChangeSet, done: TargetUpdates, targets: dict[str, Any]
+    ) -> dict[str, str]:
+        """Write a batch in parts of at most ``write_batch_bytes`` of JSON; a part
+        PostgreSQL refuses for its content is bisected down to the one user at
+        fault, whose failure is written instead. Returns the refused users and
+        the change each would have made (to correct the pass's counts)."""
+        refused: dict[str, str] = {}
+        for part in changes.split(done, self.config.sync.write_batch_bytes):
+            await self._write_part(rt, *part, targets, refused)
         for type_ in set(changes.types):
             metrics.EVENTS.labels(rt.name, type_).inc(changes.types.count(type_))
         for status in set(done.statuses):
             metrics.USERS.labels(rt.name, status).inc(done.statuses.count(status))
+        return refused
+
+    async def _write_part(
+        self,
+        rt: ProviderRuntime,
+        changes: ChangeSet,
+        done: TargetUpdates,
+        targets: dict[str, Any],
+        refused: dict[str, str],
+    ) -> None:
+        try:
+            await self.store.write_batch(rt.name, self.replica, changes, done)
+            return
+        except WriteRefused as exc:
+            users = done.user_ids()
+            if len(users) > 1:
+                log.warning("sync.write_bisected", provider=rt.name, users=len(users), error=str(exc))
+                half = len(users) // 2
+                for part in (users[:half], users[half:]):
+                    await self._write_part(rt, changes.subset(part), done.subset(part), targets, refused)
+                return
+            uid = users[0]
+            err = DocumentRefused(f"PostgreSQL refused this user's write: {exc}", provider=rt.name)
+        log.error("user.write_refused", provider=rt.name, user_id=uid, error=str(err))
+        kinds = dict(zip(changes.user_ids, changes.types, strict=True))
+        refused[uid] = kinds.get(uid, "user.unchanged").removeprefix("user.")
+        failure = TargetUpdates.empty()
+        self._note_failure(rt, failure, targets[uid], err)
+        await self.store.write_batch(rt.name, self.replica, ChangeSet.empty(), failure)
 
     async def _apply_deletions(
         self, rt: ProviderRuntime, deletions: list[tuple[Any, str]], report: PassReport
@@ -746,9 +828,11 @@ class Engine:
                 continue
             payload = _payload(rt, uid, row["source_version"], record_from_row(row), None, observed)
             eid = event_id(rt.name, uid, "deleted", row["content_hash"], None, row["changed_at"])
-            changes.add(uid, eid, "user.deleted", payload, row["content_hash"])
+            size = len(orjson.dumps(payload["before"]))
+            changes.add(uid, eid, "user.deleted", payload, row["content_hash"], size=size)
         if changes:
-            await self.store.write_batch(rt.name, self.replica, changes, TargetUpdates.empty())
+            for part, _ in changes.split(TargetUpdates.empty(), self.config.sync.write_batch_bytes):
+                await self.store.write_batch(rt.name, self.replica, part, TargetUpdates.empty())
             metrics.EVENTS.labels(rt.name, "user.deleted").inc(len(changes))
         await self.store.execute("set_target_status", rt.name, list(ids), "deleted", None)
         return len(changes)
@@ -805,6 +889,31 @@ class Engine:
         return report
 
 
+def adopt_pause(rt: ProviderRuntime, state: PauseState) -> datetime | None:
+    """Adopt ``provider_state``'s pause (the one every replica shares), capped
+    at ``retry_after_cap`` from now whoever wrote it. It only extends this
+    process's pause, unless an admin cleared it there (`syncd pause clear`).
+    Returns the pause in force."""
+    now = utcnow()
+    if state.cleared:
+        rt.gate.set_pause(None)
+        return None
+    until = state.until
+    if until is None or until <= now:
+        return rt.gate.paused_until if rt.gate.paused() else None
+    cap = now + timedelta(seconds=rt.config.retry_after_cap)
+    if until is not None and until > cap:
+        log.warning(
+            "provider.pause_capped",
+            provider=rt.name,
+            recorded_until=until.isoformat(),
+            cap_seconds=rt.config.retry_after_cap,
+        )
+        until = cap
+    rt.gate.apply_pause(until)
+    return rt.gate.paused_until
+
+
 def share_pause(store: Store, provider: str) -> Callable[[datetime, str], Awaitable[None]]:
     """A gate's ``on_pause``: record a Retry-After pause in provider_state,
     where every replica (and ``syncd check``) reads it."""
@@ -830,6 +939,57 @@ async def _adapter_fetch(rt: ProviderRuntime, user_id: str) -> Identity:
         raise MalformedResponse(
             f"could not map the provider's answer: {exc.__class__.__name__}: {exc}", provider=rt.name
         ) from exc
+
+
+def _change_event(
+    rt: ProviderRuntime, t: Any, o: _Outcome, kind: str, row: Any, observed: str
+) -> tuple[str, str, dict[str, Any]] | None:
+    """``(kind, event id, payload)`` of a fetched user whose hash differs from
+    its mirror row's, or None when only ignored fields differ."""
+    uid, record, h = t["user_id"], o.record or b"", o.content_hash or ""
+    if row is None:
+        # a creation carries the record's bytes as they are, and its patch
+        # is built by the store (see write_batch in queries.sql); so is a
+        # mirror row that vanished since the lease
+        kind = "created"
+        payload = _payload(rt, uid, o.version, None, orjson.Fragment(record), observed)
+    else:
+        after = orjson.loads(record)
+        before = record_from_row(row)
+        if kind == "updated" and record_hash(before, rt.ignore) == record_hash(after, rt.ignore):
+            return None
+        payload = _payload(rt, uid, o.version, before, after, observed)
+    # what tells this change apart from an identical earlier one: for an update
+    # or restore the mirror row's changed_at; for a creation (also of a mirror
+    # row that vanished) when the target was last synced, or, never synced,
+    # when it was added (a target removed and added again is a new one)
+    created_marker = t["last_synced_at"] or t.get("added_at")
+    marker = created_marker if kind == "created" else t["changed_at"]
+    return kind, event_id(rt.name, uid, kind, t["content_hash"], h, marker), payload
+
+
+def _record(rt: ProviderRuntime, identity: Identity) -> tuple[bytes, str]:
+    """The record's canonical JSON and hash, or that user's ``DocumentRefused``:
+    every step after the fetch fails for the one user, never for the batch."""
+    try:
+        record, h = record_json_and_hash(identity, rt.ignore)
+        if b"\\u0000" in record:
+            # PostgreSQL can store no NUL character in text or jsonb: one such
+            # string would fail the whole batch's write, pass after pass
+            identity = without_nul(identity)
+            record, h = record_json_and_hash(identity, rt.ignore)
+            log.warning("user.nul_replaced", provider=rt.name, user_id=identity.user_id)
+    except Exception as exc:  # orjson's depth or type limits, a mapping bug
+        raise DocumentRefused(
+            f"could not encode the provider's document: {exc.__class__.__name__}: {exc}", provider=rt.name
+        ) from exc
+    limit = rt.config.max_document_bytes
+    if len(record) > limit:
+        raise DocumentRefused(
+            f"document too large to store: {len(record)} bytes > max_document_bytes ({limit})",
+            provider=rt.name,
+        )
+    return record, h
 
 
 def _payload(

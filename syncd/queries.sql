@@ -238,12 +238,14 @@ SELECT p.provider,
        (SELECT count(*) FROM syncd.targets t WHERE t.provider = p.provider AND t.next_sync_at <= now()) AS due,
        (SELECT count(*) FROM syncd.targets t WHERE t.provider = p.provider AND t.last_error IS NOT NULL) AS errors,
        (SELECT count(*) FROM syncd.targets t WHERE t.provider = p.provider AND t.lease_expires_at > now()) AS leased,
+       (SELECT count(*) FROM syncd.targets t
+        WHERE t.provider = p.provider AND t.last_status = 'quarantined') AS quarantined,
        (SELECT count(*) FROM syncd.users u WHERE u.provider = p.provider AND u.deleted_at IS NULL) AS mirrored,
        (SELECT count(*) FROM syncd.users u WHERE u.provider = p.provider AND u.deleted_at IS NOT NULL) AS deleted,
        (SELECT count(*) FROM syncd.pending_deletions d
         WHERE d.provider = p.provider AND d.rejected_at IS NULL) AS pending_deletions,
        (SELECT max(finished_at) FROM syncd.sync_runs r WHERE r.provider = p.provider AND r.status = 'ok') AS last_sync,
-       s.paused_until, s.circuit
+       s.paused_until, s.pause_reason, s.circuit
 FROM (SELECT DISTINCT provider FROM syncd.targets
       UNION SELECT DISTINCT provider FROM syncd.users
       UNION SELECT unnest($1::text[])) AS p
@@ -254,6 +256,14 @@ ORDER BY p.provider;
 -- $1 limit
 SELECT provider, user_id, last_status, last_error, attempts, last_synced_at
 FROM syncd.targets WHERE last_error IS NOT NULL
+ORDER BY provider, user_id LIMIT $1;
+
+-- name: quarantined_targets
+-- $1 limit
+-- Users whose document keeps being refused (too large, too deep, refused by
+-- PostgreSQL): retried only at their provider's interval.
+SELECT provider, user_id, attempts, last_error, last_synced_at
+FROM syncd.targets WHERE last_status = 'quarantined'
 ORDER BY provider, user_id LIMIT $1;
 
 -- name: recent_runs
@@ -278,6 +288,21 @@ WITH up AS (
     RETURNING provider, paused_until
 )
 SELECT pg_notify('syncd_provider_state', provider || ' ' || extract(epoch FROM paused_until)::text)
+FROM up;
+
+-- name: clear_pause
+-- $1 provider, $2 the reason that marks a cleared pause
+-- End a provider's pause for every replica; each re-reads provider_state on
+-- the NOTIFY (a hint only: the row is the truth) and drops its own pause.
+WITH old AS (
+    SELECT paused_until FROM syncd.provider_state WHERE provider = $1
+), up AS (
+    INSERT INTO syncd.provider_state AS s (provider, paused_until, pause_reason)
+    VALUES ($1, NULL, $2)
+    ON CONFLICT (provider) DO UPDATE SET paused_until = NULL, pause_reason = $2, updated_at = now()
+    RETURNING provider
+)
+SELECT (SELECT paused_until FROM old) AS was_until, pg_notify('syncd_provider_state', up.provider)
 FROM up;
 
 -- name: set_circuit
@@ -442,3 +467,18 @@ WHERE t.provider = $2 AND t.user_id = ANY (ARRAY(SELECT user_id FROM mine)) AND 
 -- name: prune_runs
 -- $1 older than seconds
 DELETE FROM syncd.sync_runs WHERE finished_at < now() - make_interval(secs => $1);
+
+-- name: leased_elsewhere
+-- $1 provider, $2 lease owner (ours), $3 only these user ids (NULL = every target of the provider)
+-- Targets whose lease someone else holds and has not expired (lease_due
+-- skips them): how many, when the last of those leases ends (and how many
+-- seconds that is from now, by the database's clock), and by whom.
+SELECT count(*) AS n, max(lease_expires_at) AS until,
+       coalesce(extract(epoch FROM max(lease_expires_at) - now()), 0)::float8 AS seconds_left,
+       coalesce(array_agg(DISTINCT leased_by ORDER BY leased_by)
+                FILTER (WHERE leased_by IS NOT NULL), '{}') AS owners
+FROM syncd.targets
+WHERE provider = $1
+  AND lease_expires_at >= now()
+  AND leased_by IS DISTINCT FROM $2
+  AND ($3::text[] IS NULL OR user_id = ANY($3::text[]));

@@ -23,7 +23,7 @@ import orjson
 import structlog
 
 from syncd import jsonutil
-from syncd.errors import StoreUnavailable, SyncdError
+from syncd.errors import StoreUnavailable, SyncdError, WriteRefused
 
 log = structlog.get_logger("syncd.store")
 
@@ -45,6 +45,14 @@ CONNECTION_ERRORS = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.ConnectionFailureError,
     TimeoutError,
+)
+#: errors that mean "PostgreSQL (or encoding the parameters) refused what this
+#: write carries": the same rows fail again, others would go in
+CONTENT_ERRORS = (
+    asyncpg.exceptions.DataError,  # 22xxx: invalid or untranslatable values
+    asyncpg.exceptions.ProgramLimitExceededError,  # 54xxx: jsonb over 256 MiB
+    asyncpg.exceptions.IntegrityConstraintViolationError,  # 23xxx: a CHECK
+    orjson.JSONEncodeError,
 )
 
 
@@ -290,6 +298,8 @@ class Store:
             )
         except CONNECTION_ERRORS as exc:
             raise _translate(exc) from exc
+        except CONTENT_ERRORS as exc:
+            raise WriteRefused(f"{exc.__class__.__name__}: {str(exc)[:300]}") from exc
         return int(row["events"]) if row else 0
 
     # -- runs ------------------------------------------------------------------------
@@ -315,6 +325,18 @@ class Store:
         row = await self.fetchrow("get_pause", provider)
         return row["paused_until"] if row else None
 
+    async def pause_state(self, provider: str) -> PauseState:
+        row = await self.fetchrow("get_pause", provider)
+        if row is None:
+            return PauseState(None, False)
+        return PauseState(row["paused_until"], row["pause_reason"] == PAUSE_CLEARED)
+
+    async def clear_pause(self, provider: str) -> datetime | None:
+        """An admin ends a provider's pause for every replica; returns the
+        instant it would have ended (None: there was none)."""
+        row = await self.fetchrow("clear_pause", provider, PAUSE_CLEARED)
+        return row["was_until"] if row else None
+
     @asynccontextmanager
     async def listen(
         self, channel: str, callback: Callable[[str], None]
@@ -336,6 +358,29 @@ class Store:
                 await asyncio.wait_for(conn.close(), 5)
             except (*CONNECTION_ERRORS, asyncpg.PostgresError):
                 conn.terminate()
+
+    async def leased_elsewhere(
+        self, provider: str, owner: str, only: Sequence[str] | None = None
+    ) -> tuple[int, datetime | None, float, list[str]]:
+        """Targets of ``provider`` (or only ``only``) whose unexpired lease
+        someone other than ``owner`` holds: (how many, when the last of those
+        leases ends, seconds until then by the database's clock, the owners)."""
+        row = await self.fetchrow("leased_elsewhere", provider, owner, list(only) if only else None)
+        assert row is not None
+        return int(row["n"]), row["until"], float(row["seconds_left"]), list(row["owners"])
+
+
+#: provider_state.pause_reason of a pause an admin cleared (`syncd pause clear`)
+PAUSE_CLEARED = "cleared by an admin"
+
+
+@dataclass(frozen=True, slots=True)
+class PauseState:
+    """A provider's shared pause as ``provider_state`` records it."""
+
+    until: datetime | None
+    #: an admin cleared it: replicas drop their own pause too
+    cleared: bool
 
 
 RUN_COUNTS = (
@@ -364,18 +409,28 @@ class ChangeSet:
     event_ids: list[str]
     types: list[str]
     rows: list[tuple[Any, ...]]
+    #: about how many bytes of JSON each row's payload is (to split a batch)
+    sizes: list[int]
 
     @classmethod
     def empty(cls) -> ChangeSet:
-        return cls([], [], [], [])
+        return cls([], [], [], [], [])
 
     def add(
-        self, user_id: str, event_id: str, type_: str, payload: dict[str, Any], content_hash: str | None
+        self,
+        user_id: str,
+        event_id: str,
+        type_: str,
+        payload: dict[str, Any],
+        content_hash: str | None,
+        *,
+        size: int = 0,
     ) -> None:
         self.user_ids.append(user_id)
         self.event_ids.append(event_id)
         self.types.append(type_)
         self.rows.append((user_id, event_id, type_, payload, content_hash))
+        self.sizes.append(size)
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -383,6 +438,38 @@ class ChangeSet:
     def param(self) -> bytes:
         """``[[user_id, event_id, type, payload, content_hash], …]`` as JSON."""
         return orjson.dumps(self.rows)
+
+    def subset(self, user_ids: Sequence[str]) -> ChangeSet:
+        """The events of these users only."""
+        keep = set(user_ids)
+        out = ChangeSet.empty()
+        for i, uid in enumerate(self.user_ids):
+            if uid in keep:
+                out.user_ids.append(uid)
+                out.event_ids.append(self.event_ids[i])
+                out.types.append(self.types[i])
+                out.rows.append(self.rows[i])
+                out.sizes.append(self.sizes[i])
+        return out
+
+    def split(self, done: TargetUpdates, budget: int) -> list[tuple[ChangeSet, TargetUpdates]]:
+        """The batch as writes of at most ``budget`` bytes of events each (one
+        user's events and target row always in the same write, so each write
+        is atomic for its users). Nearly always one part: the batch itself."""
+        if sum(self.sizes) <= budget:
+            return [(self, done)]
+        size = dict(zip(self.user_ids, self.sizes, strict=True))
+        users = list(dict.fromkeys([*self.user_ids, *done.user_ids()]))
+        parts: list[list[str]] = [[]]
+        used = 0
+        for uid in users:
+            n = size.get(uid, 0)
+            if parts[-1] and used + n > budget:
+                parts.append([])
+                used = 0
+            parts[-1].append(uid)
+            used += n
+        return [(self.subset(p), done.subset(p)) for p in parts]
 
 
 @dataclass(slots=True)
@@ -418,6 +505,19 @@ class TargetUpdates:
     def param(self) -> bytes:
         """``[[user_id, status, error, next_in, nf_count, nf_since, failed, body_hash], …]``."""
         return orjson.dumps(self.rows)
+
+    def user_ids(self) -> list[str]:
+        return [r[0] for r in self.rows]
+
+    def subset(self, user_ids: Sequence[str]) -> TargetUpdates:
+        """The rows of these users only."""
+        keep = set(user_ids)
+        out = TargetUpdates.empty()
+        for status, row in zip(self.statuses, self.rows, strict=True):
+            if row[0] in keep:
+                out.statuses.append(status)
+                out.rows.append(row)
+        return out
 
 
 def _chunks(items: Sequence[str], size: int) -> list[list[str]]:

@@ -708,14 +708,14 @@ async def test_a_crashing_fetch_worker_leaves_no_request_in_flight(
     ids = zitadel.seed(2)
     engine = await engine_for(make_config(zitadel, concurrency=8))
     rt = engine.runtime("zitadel")
-    real = engine_mod.record_json_and_hash
+    real = engine_mod._record
 
-    def buggy(identity, ignore):
+    def buggy(rt, identity):
         if identity.user_id == ids[0]:
             raise RuntimeError("a bug in mapping")
-        return real(identity, ignore)
+        return real(rt, identity)
 
-    monkeypatch.setattr(engine_mod, "record_json_and_hash", buggy)
+    monkeypatch.setattr(engine_mod, "_record", buggy)
     zitadel.inject("slow", delay=1, only_path=ids[1])  # still waiting on the fake when ids[0] crashes
     targets = [{"user_id": uid, "content_hash": None, "deleted_at": None} for uid in ids[:2]]
     with pytest.raises(RuntimeError, match="a bug in mapping"):
