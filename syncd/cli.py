@@ -24,6 +24,9 @@ from syncd.timeutil import parse_duration, utcnow
 log = structlog.get_logger("syncd.cli")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_CONFIG = 0, 1, 2, 3
+#: the command finished, but not everything it was asked to do was done and the admin
+#: should look (`resync`: targets another replica leases were skipped; see --wait)
+EXIT_ATTENTION = 4
 
 
 # -- plumbing ---------------------------------------------------------------------------
@@ -72,13 +75,18 @@ async def cmd_migrate(cfg: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_resync(cfg: Config, args: argparse.Namespace) -> int:
-    from syncd.engine import Engine
+    from syncd.engine import Engine, default_replica
 
     if not args.all and not args.user:
         print("syncd resync: say which users: --all, or --user ID (repeatable)", file=sys.stderr)
         return EXIT_USAGE
     if args.user and not args.provider:
         print("syncd resync: --user needs --provider", file=sys.stderr)
+        return EXIT_USAGE
+    if args.wait and (args.dry_run or args.enqueue):
+        print("syncd resync: --wait is for an inline resync, not --dry-run or --enqueue", file=sys.stderr)
+        return EXIT_USAGE
+    if _reject_ids("syncd resync", args.user):
         return EXIT_USAGE
     names = [args.provider] if args.provider else [p.name for p in cfg.providers]
     for name in names:
@@ -88,7 +96,9 @@ async def cmd_resync(cfg: Config, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     only = list(dict.fromkeys(args.user)) if args.user else None
     async with open_store(cfg) as store:
-        engine = Engine(store, cfg)
+        # a one-off command is a replica of its own: with the daemon's configured
+        # name it would take the daemon's leases for its own (and release them)
+        engine = Engine(store, cfg, replica=default_replica())
         if not args.dry_run:  # a dry run writes nothing, not even new targets
             await engine.register_config_targets()
             if only:
@@ -99,7 +109,7 @@ async def cmd_resync(cfg: Config, args: argparse.Namespace) -> int:
                 await store.fetch("notify_resync", name)
                 print(f"{name}: {n} target(s) marked due; running daemons will sync them now")
             return EXIT_OK
-        failed = False
+        failed = skipped = False
         async with engine:
             for name in names:
                 if args.dry_run:
@@ -114,15 +124,120 @@ async def cmd_resync(cfg: Config, args: argparse.Namespace) -> int:
                 report = await _with_progress(engine.sync, name, only, store, trigger="resync")
                 print(report.summary() + (f" [{report.status}: {report.error}]" if report.error else ""))
                 failed |= report.status != "ok" or report.counts["failed"] > 0
-    return EXIT_FAIL if failed else EXIT_OK
+                # lease_due skips targets another replica leases (a killed resync's, a
+                # running daemon's): say so, and with --wait, wait for them and sync them
+                held = await store.leased_elsewhere(name, engine.replica, only)
+                waited = None
+                if held[0] and args.wait:
+                    waited_for = held[0]
+                    held, waited = await _wait_for_leases(
+                        store, name, engine.replica, only, cfg.sync.lease, held
+                    )
+                    if held[0] < waited_for:  # some (or all) were released or ran out: sync them
+                        report = await _with_progress(
+                            engine.sync, name, only, store, trigger="resync", total=waited_for - held[0]
+                        )
+                        print(
+                            report.summary() + (f" [{report.status}: {report.error}]" if report.error else "")
+                        )
+                        failed |= report.status != "ok" or report.counts["failed"] > 0
+                        held = await store.leased_elsewhere(name, engine.replica, only)
+                if held[0]:
+                    skipped = True
+                    print(_leased_message(name, held, waited))
+    if failed:
+        return EXIT_FAIL
+    return EXIT_ATTENTION if skipped else EXIT_OK
 
 
-async def _with_progress(fn: Any, name: str, only: Sequence[str] | None, store: Store, **kw: Any) -> Any:
+#: `resync --wait` waits at most this long beyond a lease length
+RESYNC_WAIT_MARGIN = 5.0
+#: how often `resync --wait` looks at the leases (seconds)
+RESYNC_WAIT_POLL = 1.0
+
+
+async def _wait_for_leases(
+    store: Store,
+    name: str,
+    owner: str,
+    only: Sequence[str] | None,
+    lease: float,
+    held: tuple[int, Any, float, list[str]],
+) -> tuple[tuple[int, Any, float, list[str]], float]:
+    """Poll until no requested target of ``name`` is leased by another
+    replica, or the leases seen first (at most one lease length: a live
+    replica renews its leases, a dead one's run out within one) have had
+    ``RESYNC_WAIT_MARGIN`` seconds more. Returns the leases still held, and
+    how long it would wait."""
+    loop = asyncio.get_running_loop()
+    budget = min(max(held[2], 0.0), lease) + RESYNC_WAIT_MARGIN
+    deadline = loop.time() + budget
+    tty = sys.stderr.isatty()
+    shown_n, shown_at = -1, float("-inf")
+    while held[0]:
+        now = loop.time()
+        if now >= deadline:
+            break
+        if tty or held[0] != shown_n or now - shown_at >= 10:
+            line = (
+                f"{name}: waiting for {held[0]} target(s) leased by another replica ({_owners(held[3])})"
+                f" until {_fmt_utc(held[1])} (gives up in {deadline - now:.0f} s)"
+            )
+            print(f"\r\x1b[K{line}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+            shown_n, shown_at = held[0], now
+        # wake just after the last lease ends, and at least every RESYNC_WAIT_POLL
+        await asyncio.sleep(min(RESYNC_WAIT_POLL, max(held[2], 0.0) + 0.05, deadline - now))
+        held = await store.leased_elsewhere(name, owner, only)
+    if tty and shown_n >= 0:
+        print(file=sys.stderr)
+    return held, budget
+
+
+def _owners(owners: Sequence[str]) -> str:
+    shown = ", ".join(owners[:3])
+    return shown + (f" and {len(owners) - 3} more" if len(owners) > 3 else "") if owners else "unknown"
+
+
+def _fmt_utc(value: Any) -> str:
+    from datetime import UTC
+
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+
+def _leased_message(name: str, held: tuple[int, Any, float, list[str]], waited: float | None) -> str:
+    n, until, _, owners = held
+    text = f"{name}: {n} target(s) leased by another replica ({_owners(owners)}) until {_fmt_utc(until)}; "
+    if waited is None:
+        return text + "not synced — rerun with --wait"
+    return text + f"not synced: gave up waiting after {waited:.0f} s (a lease and a margin); rerun later"
+
+
+async def _with_progress(
+    fn: Any, name: str, only: Sequence[str] | None, store: Store, *, total: int | None = None, **kw: Any
+) -> Any:
     from tqdm import tqdm
 
-    total = len(only) if only else (await store.fetch("count_targets", name))[0]["n"]
+    if total is None:
+        total = len(only) if only else (await store.fetch("count_targets", name))[0]["n"]
     with tqdm(total=total, desc=name, unit="user", disable=None, file=sys.stderr, leave=False) as bar:
         return await fn(name, only=only, progress=bar.update, **kw)
+
+
+#: bad ids or lines named in an error, at most
+MAX_BAD_SHOWN = 10
+
+
+def _reject_ids(command: str, ids: Sequence[str]) -> bool:
+    """Print why any of these ids given on the command line can't be a user
+    id; True if one can't."""
+    from syncd import targetsfile
+
+    bad = [(v, p) for v in ids if (p := targetsfile.id_problem(v))]
+    for value, problem in bad[:MAX_BAD_SHOWN]:
+        print(f"{command}: bad user id {targetsfile.shown(value)}: {problem}", file=sys.stderr)
+    if len(bad) > MAX_BAD_SHOWN:
+        print(f"{command}: … and {len(bad) - MAX_BAD_SHOWN} more bad user id(s)", file=sys.stderr)
+    return bool(bad)
 
 
 async def cmd_targets(cfg: Config, args: argparse.Namespace) -> int:
@@ -148,10 +263,36 @@ async def cmd_targets(cfg: Config, args: argparse.Namespace) -> int:
             print(f"syncd targets {args.action}: --provider is required", file=sys.stderr)
             return EXIT_USAGE
         cfg.provider(args.provider)
+        command = f"syncd targets {args.action}"
         ids = list(args.user_ids)
+        if _reject_ids(command, ids):
+            return EXIT_USAGE
         if args.file:
-            text = await asyncio.to_thread(Path(args.file).read_text, encoding="utf-8")
-            ids += [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+            from syncd import targetsfile
+
+            try:
+                data = await asyncio.to_thread(Path(args.file).read_bytes)
+            except OSError as exc:
+                print(f"{command}: --file {args.file}: {exc.strerror or exc}", file=sys.stderr)
+                return EXIT_USAGE
+            parsed = targetsfile.parse(data)
+            if parsed.bad:
+                print(f"{command}: {args.file}: {len(parsed.bad)} bad line(s):", file=sys.stderr)
+                for number, reason in parsed.bad[:MAX_BAD_SHOWN]:
+                    print(f"  line {number}: {reason}", file=sys.stderr)
+                if len(parsed.bad) > MAX_BAD_SHOWN:
+                    print(f"  … and {len(parsed.bad) - MAX_BAD_SHOWN} more", file=sys.stderr)
+                done = "added" if args.action == "add" else "removed"
+                if not args.skip_bad:
+                    print(
+                        f"{command}: nothing was {done}; fix those lines, or pass --skip-bad to"
+                        f" {args.action} the {len(parsed.ids)} good id(s)",
+                        file=sys.stderr,
+                    )
+                    return EXIT_USAGE
+                print(f"{command}: --skip-bad: {len(parsed.bad)} bad line(s) skipped", file=sys.stderr)
+            ids += parsed.ids
+        ids = list(dict.fromkeys(ids))
         if not ids:
             print(f"syncd targets {args.action}: give user ids (or --file)", file=sys.stderr)
             return EXIT_USAGE
@@ -164,11 +305,18 @@ async def cmd_targets(cfg: Config, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pause_cell(until: Any, reason: str | None) -> str:
+    if until is None or until <= utcnow():
+        return "-"
+    return f"{_fmt_time(until)} ({reason})" if reason else _fmt_time(until)
+
+
 async def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     async with open_store(cfg) as store:
         rows = await store.fetch("provider_status", [p.name for p in cfg.providers])
         runs = await store.fetch("recent_runs", args.runs)
         errors = await store.fetch("recent_errors", 10)
+        quarantined = await store.fetch("quarantined_targets", 20)
     _print_table(
         [
             (
@@ -179,9 +327,10 @@ async def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
                 r["mirrored"],
                 r["deleted"],
                 r["errors"],
+                r["quarantined"],
                 r["pending_deletions"],
                 _fmt_time(r["last_sync"]),
-                _fmt_time(r["paused_until"]) if r["paused_until"] else "-",
+                _pause_cell(r["paused_until"], r["pause_reason"]),
                 r["circuit"] or "closed",
             )
             for r in rows
@@ -194,6 +343,7 @@ async def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
             "MIRRORED",
             "DELETED",
             "ERRORS",
+            "QUARANTINED",
             "HELD-DEL",
             "LAST SYNC",
             "PAUSED UNTIL",
@@ -241,6 +391,12 @@ async def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
             [(r["provider"], r["user_id"], r["attempts"], (r["last_error"] or "")[:90]) for r in errors],
             ["PROVIDER", "USER", "ATTEMPTS", "ERROR"],
         )
+    if quarantined:
+        print("\nquarantined users (their document keeps being refused; retried at the interval):")
+        _print_table(
+            [(r["provider"], r["user_id"], r["attempts"], (r["last_error"] or "")[:90]) for r in quarantined],
+            ["PROVIDER", "USER", "ATTEMPTS", "ERROR"],
+        )
     return EXIT_OK
 
 
@@ -262,10 +418,13 @@ async def cmd_check(cfg: Config, args: argparse.Namespace) -> int:
 
 
 async def _check_provider(pc: ProviderBase, store: Store | None) -> bool:
-    """One provider's credentials, within its shared Retry-After pause: a
-    paused provider is not contacted, and a 429 the check gets is shared
-    with the daemons (not waited out here)."""
+    """One provider's credentials, proven by an authenticated read of the
+    right shape (``Provider.check``: any 404 or unexpected body fails, and the
+    line names the URL tried), within its shared Retry-After pause: a paused
+    provider is not contacted, and a 429 the check gets is shared with the
+    daemons (not waited out here)."""
     from syncd.engine import open_runtime, share_pause
+    from syncd.providers.base import CheckFailed
 
     label = f"provider {pc.name} ({pc.type})"  # type: ignore[attr-defined]
     if store is not None:
@@ -282,9 +441,17 @@ async def _check_provider(pc: ProviderBase, store: Store | None) -> bool:
     if store is not None:
         rt.gate.on_pause = share_pause(store, pc.name)
     try:
-        await rt.adapter.check()
-        print(f"{label}: credentials accepted")
+        proof = await rt.adapter.check()
+        print(f"{label}: credentials accepted: {proof}")
         return True
+    except CheckFailed as exc:
+        # the credentials' refusal is named as such, whatever the step that refused them
+        # (a token endpoint says "credentials refused by the token endpoint")
+        reason = str(exc)
+        if exc.credentials_rejected and not reason.startswith("credentials rejected"):
+            reason = f"credentials rejected: {reason}"
+        print(f"{label}: FAILED: {reason} ({exc.tried})")
+        return False
     except (ProviderError, ConfigError) as exc:
         print(f"{label}: FAILED: {exc}")
         return False
@@ -305,7 +472,7 @@ async def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_deletions(cfg: Config, args: argparse.Namespace) -> int:
-    from syncd.engine import Engine
+    from syncd.engine import Engine, default_replica
 
     cfg.provider(args.provider)
     async with open_store(cfg) as store:
@@ -319,7 +486,7 @@ async def cmd_deletions(cfg: Config, args: argparse.Namespace) -> int:
             if not ids:
                 print(f"{args.provider}: no deletions held")
             return EXIT_OK
-        async with Engine(store, cfg) as engine:
+        async with Engine(store, cfg, replica=default_replica()) as engine:
             done, kept, busy = await engine.decide_held_deletions(
                 args.provider, ids, approve=args.action == "approve"
             )
@@ -337,6 +504,19 @@ async def cmd_deletions(cfg: Config, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_FAIL
+    return EXIT_OK
+
+
+async def cmd_pause(cfg: Config, args: argparse.Namespace) -> int:
+    """`syncd pause clear --provider P`: end a provider's pause for every
+    replica (they re-read provider_state on the notification and drop theirs)."""
+    cfg.provider(args.provider)
+    async with open_store(cfg) as store:
+        was = await store.clear_pause(args.provider)
+    if was is not None and was > utcnow():
+        print(f"{args.provider}: pause until {_fmt_time(was)} cleared; replicas resume now")
+    else:
+        print(f"{args.provider}: was not paused")
     return EXIT_OK
 
 
@@ -394,11 +574,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="every target (of --provider, or of every provider)")
     p.add_argument("--dry-run", action="store_true", help="fetch and diff; print JSON Patches; write nothing")
     p.add_argument("--enqueue", action="store_true", help="mark due and let running daemons do it")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait (at most one lease length and a margin) for targets leased by another replica, then sync them",
+    )
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = (
+        "Targets leased by another replica (a running daemon's, or a killed resync's until\n"
+        "its leases run out) are skipped: resync says how many and until when, and exits\n"
+        f"{EXIT_ATTENTION}; --wait waits for those leases, then syncs them.\n\n"
+        f"exit codes: {EXIT_OK} all synced; {EXIT_FAIL} a user or the pass failed; {EXIT_USAGE} usage;"
+        f" {EXIT_CONFIG} invalid configuration;\n"
+        f"  {EXIT_ATTENTION} finished, but targets leased by another replica were not synced"
+    )
     p = add("targets", "manage which users are synced")
     p.add_argument("action", choices=["add", "remove", "list"])
     p.add_argument("user_ids", nargs="*", metavar="ID")
     p.add_argument("--provider", metavar="NAME")
-    p.add_argument("--file", metavar="PATH", help="one user id per line")
+    p.add_argument(
+        "--file", metavar="PATH", help="one user id per line (UTF-8; blank lines and # comments skipped)"
+    )
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="with --file: use the good lines when some are bad (default: change nothing)",
+    )
     p.add_argument("--limit", type=int, default=1000)
     p = add("status", "per provider: targets, due, last sync, errors")
     p.add_argument("--runs", type=int, default=10, help="recent passes to show")
@@ -408,6 +609,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", type=int, default=24, help="users per simulated provider")
     p = add("deletions", "deletions held by the mass-deletion guard")
     p.add_argument("action", choices=["list", "approve", "reject"])
+    p.add_argument("--provider", metavar="NAME", required=True)
+    p = add("pause", "a provider's shared Retry-After pause (every replica obeys it)")
+    p.add_argument("action", choices=["clear"])
     p.add_argument("--provider", metavar="NAME", required=True)
     p = add("outbox", "read the outbox, or prune old events and sync_runs rows")
     p.add_argument("action", choices=["claim", "prune"])
@@ -428,6 +632,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "deletions": cmd_deletions,
     "outbox": cmd_outbox,
+    "pause": cmd_pause,
 }
 
 
@@ -450,6 +655,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg.logging.format,
         stream=sys.stdout if daemon else sys.stderr,
     )
+    if args.command in ("run", "check"):
+        logs.warn_config(cfg)  # e.g. credentials over http:// to a loopback host
     if args.command in ("run", "resync", "demo"):
         tune_gc()
     try:
