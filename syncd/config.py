@@ -157,7 +157,9 @@ class ProviderBase(_Durations):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     #: the most one user may store (its record's JSON, raw document included):
     #: a larger one is that user's error, never written
-    max_document_bytes: int = Field(default=1024 * 1024, ge=1024, le=200 * 1024 * 1024)
+    #: (at most 80 MiB: an update's event carries it three times, and PostgreSQL
+    #: stores no jsonb value over 256 MiB)
+    max_document_bytes: int = Field(default=1024 * 1024, ge=1024, le=80 * 1024 * 1024)
     max_attempts: int = Field(default=5, ge=1, le=50)
     #: exponential backoff with full jitter: attempt n waits up to min(cap, base * 2**n)
     backoff_base: Seconds = 0.5

@@ -103,6 +103,18 @@ DELETION_NOTES = {
     "deletion_rejected": "deletion rejected by an admin: the user stays in the mirror until it answers again",
 }
 
+#: the pass count a target row's status was counted under
+STATUS_COUNTS = {
+    "unchanged": "unchanged",
+    "not_found": "not_found",
+    "not_found_unconfirmed": "not_found",
+    "deleting": "not_found",
+}
+
+#: target statuses of a user whose document was refused (too large, too deep,
+#: refused by PostgreSQL); after quarantine_after of them in a row: quarantined
+REFUSED = frozenset({"refused", "quarantined"})
+
 #: leased batches being fetched or written at once: while one finishes its
 #: slowest fetches and its write, the next ones keep the provider's queue full
 BATCHES_IN_FLIGHT = 3
@@ -124,6 +136,13 @@ class ProviderRuntime:
     #: the circuit state last written to provider_state (for `status`)
     circuit_recorded: str = "closed"
     pause_checked: bool = False
+    #: re-reading the shared pause after a NOTIFY hint (one at a time), and
+    #: whether another hint came in meanwhile (then one more read follows)
+    pause_reread: asyncio.Task[None] | None = None
+    pause_hinted: bool = False
+    #: provider_state.updated_at of the last admin clear this process obeyed:
+    #: a clear drops our own pause once, not at every later read
+    clear_seen: datetime | None = None
 
     @property
     def name(self) -> str:
@@ -217,8 +236,7 @@ class Engine:
         self.listening = False
         self.peers_lost = asyncio.Event()
         self._peer_conn: Any = None
-        #: pauses being read again after a NOTIFY hint, and how many were read
-        self._hints: set[asyncio.Task[None]] = set()
+        #: pauses read again after a NOTIFY hint (for tests and the curious)
         self.hints_read = 0
 
     # -- lifecycle -----------------------------------------------------------------
@@ -271,6 +289,9 @@ class Engine:
             await self._listener.aclose()
             self._listener = None
         for rt in self.runtimes.values():
+            if rt.pause_reread is not None:
+                rt.pause_reread.cancel()
+                await asyncio.gather(rt.pause_reread, return_exceptions=True)
             await rt.close()
         self.runtimes.clear()
 
@@ -285,29 +306,35 @@ class Engine:
         """A NOTIFY on ``syncd_provider_state`` (``"<provider> …"``): only a hint
         that the provider's pause changed. Any database role may NOTIFY, so
         nothing in the payload is believed: the pause is read again from
-        ``provider_state``, which only syncd's own role can write."""
+        ``provider_state``, which only syncd's own role can write. One read
+        per provider at a time, however many hints arrive (a flood of them
+        must not take the pool from the passes)."""
         name = payload.split(" ", 1)[0]
         rt = self.runtimes.get(name)
         if rt is None:
             return
-        task = asyncio.get_running_loop().create_task(self._reread_pause(rt), name=f"pause:{name}")
-        self._hints.add(task)
-        task.add_done_callback(self._hints.discard)
+        rt.pause_hinted = True
+        if rt.pause_reread is None or rt.pause_reread.done():
+            rt.pause_reread = asyncio.get_running_loop().create_task(
+                self._reread_pause(rt), name=f"pause:{name}"
+            )
 
     async def _reread_pause(self, rt: ProviderRuntime) -> None:
-        try:
-            state = await self.store.pause_state(rt.name)
-        except StoreUnavailable as exc:
-            rt.pause_checked = False  # read it again before the next batch
-            log.warning("provider.pause_not_read", provider=rt.name, error=str(exc))
-            return
-        was = rt.gate.paused_until if rt.gate.paused() else None
-        until = adopt_pause(rt, state)
-        self.hints_read += 1
-        if until is not None and (was is None or until > was):
-            log.info("provider.paused_by_peer", provider=rt.name, until=until.isoformat())
-        elif until is None and was is not None:
-            log.info("provider.pause_cleared", provider=rt.name)
+        while rt.pause_hinted:
+            rt.pause_hinted = False
+            try:
+                state = await self.store.pause_state(rt.name)
+            except Exception as exc:  # the pool closing, the database gone
+                rt.pause_checked = False  # read it again before the next batch
+                log.warning("provider.pause_not_read", provider=rt.name, error=str(exc))
+                return
+            was = rt.gate.paused_until if rt.gate.paused() else None
+            until = adopt_pause(rt, state)
+            self.hints_read += 1
+            if until is not None and (was is None or until > was):
+                log.info("provider.paused_by_peer", provider=rt.name, until=until.isoformat())
+            elif until is None and was is not None:
+                log.info("provider.pause_cleared", provider=rt.name)
 
     def runtime(self, name: str) -> ProviderRuntime:
         if name not in self.runtimes:
@@ -418,9 +445,10 @@ class Engine:
         came_back: list[str] = []
         changes, done = await self._diff(rt, outcomes, counts, deletions, came_back)
         refused = await self._write(rt, changes, done, {t["user_id"]: t for t in batch})
-        for kind in refused.values():
-            counts[kind] -= 1
-            counts["failed"] += 1
+        for counted in refused.values():
+            if counted != "failed":  # a failure already counted stays one
+                counts[counted] -= 1
+                counts["failed"] += 1
         # counted once written: a batch whose write failed wrote nothing
         for k, v in counts.items():
             report.counts[k] += v
@@ -429,7 +457,10 @@ class Engine:
             await self.store.execute("clear_pending_deletions", rt.name, came_back)
         if progress is not None:
             progress(len(batch))
-        return next((o.error for o in outcomes if isinstance(o.error, AuthError)), None)
+        refusals = [o.error for o in outcomes if isinstance(o.error, AuthError)]
+        # one that stops the pass (a 403, refused credentials) first: a flaky
+        # 401 earlier in the batch must not hide it
+        return next((e for e in refusals if e.stops_pass), refusals[0] if refusals else None)
 
     async def _settle(
         self, inflight: set[asyncio.Task[AuthError | None]], report: PassReport, bound: Any, when: str
@@ -667,12 +698,17 @@ class Engine:
         cfg, sync = rt.config, self.config.sync
         uid = target["user_id"]
         attempts = target["attempts"] + 1
-        if isinstance(err, DocumentRefused) and attempts >= sync.quarantine_after:
-            status, retry = "quarantined", cfg.interval
-            if attempts == sync.quarantine_after:
-                log.error(
-                    "user.quarantined", provider=rt.name, user_id=uid, attempts=attempts, error=str(err)
-                )
+        last = target.get("last_status")
+        if isinstance(err, DocumentRefused):
+            # quarantined once refused again and again: the failures before this
+            # one must be refusals too (an outage's errors don't count)
+            status, retry = "refused", min(cfg.interval, sync.error_retry * 2 ** min(target["attempts"], 6))
+            if attempts >= sync.quarantine_after and (sync.quarantine_after == 1 or last in REFUSED):
+                status, retry = "quarantined", cfg.interval
+                if last != "quarantined":
+                    log.error(
+                        "user.quarantined", provider=rt.name, user_id=uid, attempts=attempts, error=str(err)
+                    )
         else:
             status = "error"
             retry = min(cfg.interval, sync.error_retry * 2 ** min(target["attempts"], 6))
@@ -727,7 +763,9 @@ class Engine:
             err = DocumentRefused(f"PostgreSQL refused this user's write: {exc}", provider=rt.name)
         log.error("user.write_refused", provider=rt.name, user_id=uid, error=str(err))
         kinds = dict(zip(changes.user_ids, changes.types, strict=True))
-        refused[uid] = kinds.get(uid, "user.unchanged").removeprefix("user.")
+        status = done.statuses[0] if done.statuses else "error"
+        counted = kinds[uid].removeprefix("user.") if uid in kinds else STATUS_COUNTS.get(status, "failed")
+        refused[uid] = counted
         failure = TargetUpdates.empty()
         self._note_failure(rt, failure, targets[uid], err)
         await self.store.write_batch(rt.name, self.replica, ChangeSet.empty(), failure)
@@ -892,17 +930,19 @@ class Engine:
 def adopt_pause(rt: ProviderRuntime, state: PauseState) -> datetime | None:
     """Adopt ``provider_state``'s pause (the one every replica shares), capped
     at ``retry_after_cap`` from now whoever wrote it. It only extends this
-    process's pause, unless an admin cleared it there (`syncd pause clear`).
-    Returns the pause in force."""
+    process's pause, except that a new admin clear (`syncd pause clear`)
+    drops it, once. Returns the pause in force."""
     now = utcnow()
     if state.cleared:
-        rt.gate.set_pause(None)
-        return None
+        if state.changed_at != rt.clear_seen:
+            rt.clear_seen = state.changed_at
+            rt.gate.set_pause(None)
+        return rt.gate.paused_until if rt.gate.paused() else None
     until = state.until
     if until is None or until <= now:
         return rt.gate.paused_until if rt.gate.paused() else None
     cap = now + timedelta(seconds=rt.config.retry_after_cap)
-    if until is not None and until > cap:
+    if until > cap:
         log.warning(
             "provider.pause_capped",
             provider=rt.name,

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from syncd.errors import MalformedResponse
+from syncd.errors import DocumentRefused, MalformedResponse
 
 
 def dumps(value: Any) -> str:
@@ -45,7 +45,7 @@ def parse_body(body: bytes, *, provider: str = "", status: int | None = None) ->
     # two C-speed counts rule out deep nesting for nearly every body: it takes
     # more than MAX_DEPTH brackets to nest that deep
     if body.count(b"{") + body.count(b"[") > MAX_DEPTH and depth(doc) > MAX_DEPTH:
-        raise MalformedResponse(
+        raise DocumentRefused(
             f"document nested more than {MAX_DEPTH} levels deep", provider=provider, status=status
         )
     return doc

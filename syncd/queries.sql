@@ -26,10 +26,10 @@ WITH due AS (
     -- snapshot can't see; a key lookup re-checks the new version and leases it.
     WHERE t.provider = $1 AND t.user_id = ANY (ARRAY(SELECT user_id FROM due))
     RETURNING t.user_id, t.not_found_count, t.not_found_since, t.attempts, t.body_hash, t.last_synced_at,
-              t.added_at
+              t.added_at, t.last_status
 )
 SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts, l.body_hash, l.last_synced_at, l.added_at,
-       u.content_hash, u.changed_at, u.deleted_at
+       l.last_status, u.content_hash, u.changed_at, u.deleted_at
 FROM leased l
 LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;
 
@@ -274,7 +274,7 @@ FROM syncd.sync_runs ORDER BY id DESC LIMIT $1;
 
 -- name: get_pause
 -- $1 provider
-SELECT paused_until, pause_reason FROM syncd.provider_state WHERE provider = $1;
+SELECT paused_until, pause_reason, updated_at FROM syncd.provider_state WHERE provider = $1;
 
 -- name: set_pause
 -- $1 provider, $2 paused until, $3 reason

@@ -193,7 +193,11 @@ _VALUE_BARE = re.compile(
 #: an HTTP credential: ``Bearer <token>``, ``Basic <base64>`` (RFC 9110 §11.4);
 #: only a credential-looking run (8 characters or more) is hidden, so the
 #: words "bearer token" survive
-_AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9\-._~+/]{8,}=*")
+#: a credential looks like one: a digit or token punctuation in it, or 16+
+#: letters (so "Basic authentication is disabled" stays readable)
+_AUTH_SCHEME = re.compile(
+    r"(?i)\b(bearer|basic)(\s+)(?=[A-Za-z]*[0-9\-._~+/=]|[A-Za-z]{16})[A-Za-z0-9\-._~+/]{8,}=*"
+)
 #: the userinfo of a URL (RFC 3986 §3.2.1): user:password@, or a token@
 _USERINFO = re.compile(r"(?<=//)[^/\s@]+@")
 

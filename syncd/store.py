@@ -328,8 +328,8 @@ class Store:
     async def pause_state(self, provider: str) -> PauseState:
         row = await self.fetchrow("get_pause", provider)
         if row is None:
-            return PauseState(None, False)
-        return PauseState(row["paused_until"], row["pause_reason"] == PAUSE_CLEARED)
+            return PauseState(None, False, None)
+        return PauseState(row["paused_until"], row["pause_reason"] == PAUSE_CLEARED, row["updated_at"])
 
     async def clear_pause(self, provider: str) -> datetime | None:
         """An admin ends a provider's pause for every replica; returns the
@@ -379,8 +379,10 @@ class PauseState:
     """A provider's shared pause as ``provider_state`` records it."""
 
     until: datetime | None
-    #: an admin cleared it: replicas drop their own pause too
+    #: an admin cleared it: replicas drop their own pause too (once per clear)
     cleared: bool
+    #: when the row last changed: tells one clear from the next
+    changed_at: datetime | None
 
 
 RUN_COUNTS = (

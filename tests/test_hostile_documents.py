@@ -46,7 +46,7 @@ async def test_one_deeply_nested_document_fails_only_its_user(
     assert await mirrored(store) == set(ids) - {bad}
     assert report.counts["created"] == 299 and report.counts["failed"] == 1
     row = await target(store, bad)
-    assert row["last_status"] == "error"
+    assert row["last_status"] == "refused"
     assert "nested more than" in row["last_error"] or "could not encode" in row["last_error"]
 
 
@@ -70,7 +70,7 @@ async def test_a_document_over_max_document_bytes_fails_its_user_and_is_quaranti
     report = await engine.sync("zitadel")
     assert report.counts["created"] == 19 and report.counts["failed"] == 1
     row = await target(store, bad)
-    assert row["last_status"] == "error"
+    assert row["last_status"] == "refused"
     assert "document too large to store" in row["last_error"] and "max_document_bytes" in row["last_error"]
     await store.make_due("zitadel", [bad])
     await engine.sync("zitadel", trigger="resync")
@@ -86,17 +86,17 @@ async def test_a_document_over_max_document_bytes_fails_its_user_and_is_quaranti
 async def test_a_batch_over_postgresql_jsonb_limit_is_written_in_parts(
     store, zitadel, make_config, engine_for
 ):
-    """Three users of ~90 MB each (allowed by the config) make one batch of
-    ~270 MB, over PostgreSQL's 256 MiB jsonb limit: the batch is written in
+    """Four users of ~75 MB each (allowed by the config) make one batch of
+    ~300 MB, over PostgreSQL's 256 MiB jsonb limit: the batch is written in
     parts and every user is mirrored (before: ProgramLimitExceededError, the
     same batch retried forever)."""
-    big = 90 * 1024 * 1024
+    big = 75 * 1024 * 1024
     ids, engine = await seeded(
         store,
         zitadel,
         make_config,
         engine_for,
-        n=3,
+        n=4,
         max_body_bytes=big + 1024 * 1024,
         max_document_bytes=big + 1024 * 1024,
         request_timeout="120s",
@@ -105,7 +105,7 @@ async def test_a_batch_over_postgresql_jsonb_limit_is_written_in_parts(
         zitadel.users[uid]["user"]["blob"] = "x" * big
     report = await engine.sync("zitadel")
     assert report.status == "ok", report.error
-    assert report.counts["created"] == 3
+    assert report.counts["created"] == 4
     assert await mirrored(store) == set(ids)
 
 
@@ -137,9 +137,41 @@ async def test_a_write_postgresql_refuses_for_one_user_is_bisected_to_that_user(
     assert await mirrored(store) == set(ids) - {bad}
     assert await store.pool.fetchval("SELECT count(*) FROM syncd.outbox") == 49
     row = await target(store, bad)
-    assert row["last_status"] == "error" and "PostgreSQL refused" in row["last_error"]
+    assert row["last_status"] == "refused" and "PostgreSQL refused" in row["last_error"]
     assert any(e["event"] == "user.write_refused" and e["user_id"] == bad for e in logs)
 
+    await store.make_due("zitadel", [bad])
+    await engine.sync("zitadel", trigger="resync")
+    assert (await target(store, bad))["last_status"] == "quarantined"
+
+
+async def test_an_outage_before_a_refusal_does_not_quarantine_the_user_at_once(
+    store, zitadel, make_config, engine_for
+):
+    """Quarantine counts refusals in a row: a user whose fetches failed in an
+    outage (5xx) and whose document is then refused is "refused", not
+    quarantined, until it is refused again."""
+    ids, engine = await seeded(
+        store,
+        zitadel,
+        make_config,
+        engine_for,
+        n=3,
+        sync={"quarantine_after": 2, "error_retry": "10ms"},
+        max_document_bytes=64 * 1024,
+        max_attempts=1,
+    )
+    bad = ids[0]
+    zitadel.inject("500", times=None, only_path=bad)
+    for _ in range(3):
+        await store.make_due("zitadel", [bad])
+        await engine.sync("zitadel", trigger="resync")
+    assert (await target(store, bad))["attempts"] == 3
+    zitadel.clear_faults()
+    zitadel.users[bad]["user"]["blob"] = "x" * 100_000
+    await store.make_due("zitadel", [bad])
+    await engine.sync("zitadel", trigger="resync")
+    assert (await target(store, bad))["last_status"] == "refused"
     await store.make_due("zitadel", [bad])
     await engine.sync("zitadel", trigger="resync")
     assert (await target(store, bad))["last_status"] == "quarantined"

@@ -7,6 +7,7 @@ at ``retry_after_cap``; an admin can clear a pause for every replica."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -47,6 +48,45 @@ async def test_a_notification_from_any_role_pauses_nothing(
     report = await engine.sync("zitadel")
     assert report.counts["created"] == 5
     assert not [e for e in logs if e.get("log_level") in ("error", "critical") or "exc_info" in e]
+
+
+async def test_a_flood_of_notifications_is_read_as_a_few_hints(
+    db_url, store, zitadel, make_config, engine_for
+):
+    """20,000 NOTIFYs from syncd_reader cost a few reads of provider_state, not
+    one each: the pool stays free for the pass, which syncs every user."""
+    ids, engine = await seeded(store, zitadel, make_config, engine_for, n=50)
+    read = engine.hints_read
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute("SET ROLE syncd_reader")
+        await conn.execute(
+            "SELECT pg_notify('syncd_provider_state', 'zitadel ' || g) FROM generate_series(1, 20000) g"
+        )
+        await conn.execute("SELECT pg_notify('syncd_provider_state', 'zitadel last')")
+    finally:
+        await conn.close()
+    report = await asyncio.wait_for(engine.sync("zitadel"), 30)
+    assert report.counts["created"] == len(ids)
+    await wait_for(lambda: engine.runtime("zitadel").pause_reread.done())
+    assert 1 <= engine.hints_read - read <= 20
+
+
+async def test_an_admin_clear_drops_a_replicas_own_pause_once_not_at_every_later_hint(
+    db_url, store, zitadel, make_config, engine_for
+):
+    """After `syncd pause clear`, a pause this replica takes itself (a 429 with
+    no Retry-After) holds, whatever hints arrive later."""
+    _, engine = await seeded(store, zitadel, make_config, engine_for, n=1)
+    rt = engine.runtime("zitadel")
+    read = engine.hints_read
+    await store.clear_pause("zitadel")
+    await wait_for(lambda: engine.hints_read > read)
+    rt.gate.apply_pause(utcnow() + timedelta(seconds=30))
+    read = engine.hints_read
+    await notify_as_reader(db_url, "zitadel")
+    await wait_for(lambda: engine.hints_read > read)
+    assert rt.gate.paused()
 
 
 async def test_syncd_reader_cannot_write_provider_state(db_url, store):
