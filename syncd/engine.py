@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import random
 import socket
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,11 +22,10 @@ import structlog
 
 from syncd import __version__, metrics
 from syncd.config import Config, ProviderBase
-from syncd.diff import patch, record_hash, record_json_and_hash
+from syncd.diff import patch, record_json_and_hash
 from syncd.errors import (
     AuthError,
     BodyUnchanged,
-    CircuitOpen,
     DocumentRefused,
     MalformedResponse,
     NotFound,
@@ -40,61 +37,29 @@ from syncd.http import BODY_CHECK, BodyCheck, Gate, ProviderClient, RetryPolicy,
 from syncd.identity import Identity, without_nul
 from syncd.providers import REGISTRY
 from syncd.store import RUN_COUNTS, ChangeSet, PauseState, Store, TargetUpdates
+from syncd.sync.plan import (
+    EVENT_NAMESPACE,
+    STATUS_COUNTS,
+    BatchPlan,
+    DeletionVerdict,
+    Outcome,
+    PlanSettings,
+    event_id,
+    event_patch,
+    event_payload,
+    guard_deletions,
+    note_failure,
+    plan_batch,
+    record_from_row,
+    rows_needed,
+)
 from syncd.timeutil import utcnow
 
 log = structlog.get_logger("syncd.engine")
 
-#: namespace of the deterministic outbox event ids (uuid5)
-EVENT_NAMESPACE = uuid.UUID("6f1c1d3e-5b8a-4c47-9a52-3e0c2b9d7a11")
-_EVENT_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
-
 
 def default_replica() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(16):04x}"
-
-
-def event_id(
-    provider: str,
-    user_id: str,
-    kind: str,
-    before_hash: str | None,
-    after_hash: str | None,
-    marker: datetime | None,
-) -> str:
-    """Deterministic: two writers racing on the same change compute the same id
-    (and the outbox's primary key lets only one in). ``marker`` is a timestamp
-    both racing writers read but a later identical change cannot share: it
-    tells A→B apart from a later A→B after B→A.
-
-    It is ``str(uuid.uuid5(EVENT_NAMESPACE, name))``, built from the SHA-1 by
-    hand and returned as text, which asyncpg encodes without a UUID object."""
-    name = "\x1f".join(
-        (
-            provider,
-            user_id,
-            kind,
-            before_hash or "",
-            after_hash or "",
-            marker.isoformat() if marker else "",
-        )
-    )
-    digest = bytearray(hashlib.sha1(_EVENT_NAMESPACE_BYTES + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def record_from_row(row: Any) -> dict[str, Any]:
-    """The mirror row as the record document it was written from."""
-    return Identity.from_doc(dict(row.items())).to_doc()
-
-
-def change_kind(content_hash: str | None, deleted_at: datetime | None) -> str:
-    """What a differing fetch means, given the user's mirror row."""
-    if content_hash is None:
-        return "created"
-    return "restored" if deleted_at is not None else "updated"
 
 
 #: the last_error a target shows while its deletion waits for an admin, or was refused
@@ -102,18 +67,6 @@ DELETION_NOTES = {
     "deletion_held": "deletion held by the mass-deletion guard: run `syncd deletions approve`",
     "deletion_rejected": "deletion rejected by an admin: the user stays in the mirror until it answers again",
 }
-
-#: the pass count a target row's status was counted under
-STATUS_COUNTS = {
-    "unchanged": "unchanged",
-    "not_found": "not_found",
-    "not_found_unconfirmed": "not_found",
-    "deleting": "not_found",
-}
-
-#: target statuses of a user whose document was refused (too large, too deep,
-#: refused by PostgreSQL); after quarantine_after of them in a row: quarantined
-REFUSED = frozenset({"refused", "quarantined"})
 
 #: leased batches being fetched or written at once: while one finishes its
 #: slowest fetches and its write, the next ones keep the provider's queue full
@@ -206,22 +159,6 @@ class PassReport:
             f"deleted {c['deleted']}, restored {c['restored']}, unchanged {c['unchanged']}, "
             f"failed {c['failed']}, not found {c['not_found']}, held {c['held']}"
         )
-
-
-@dataclass
-class _Outcome:
-    """What one fetch gave, for one leased target. A fetched user is kept as its
-    record's canonical JSON and hash, not as the parsed document: a batch
-    in flight holds a thousand of them."""
-
-    target: Any
-    record: bytes | None = None
-    content_hash: str | None = None
-    version: str | None = None
-    error: ProviderError | None = None
-    #: the provider answered the same bytes as last time
-    same_body: bool = False
-    body_hash: str | None = None
 
 
 class Engine:
@@ -441,10 +378,14 @@ class Engine:
     ) -> AuthError | None:
         """Fetch, diff and write one leased batch; returns an auth failure, if any."""
         outcomes = await self._fetch_all(rt, batch)
-        counts = dict.fromkeys(RUN_COUNTS, 0)
-        came_back: list[str] = []
-        changes, done = await self._diff(rt, outcomes, counts, deletions, came_back)
-        refused = await self._write(rt, changes, done, {t["user_id"]: t for t in batch})
+        plan = await self.plan(rt, outcomes)
+        if plan.rehash:
+            await self.store.execute(
+                "rehash", rt.name, [u for u, _ in plan.rehash], [h for _, h in plan.rehash]
+            )
+        deletions.extend(plan.deletions)
+        counts, came_back = plan.counts, plan.came_back
+        refused = await self._write(rt, plan.changes, plan.targets, {t["user_id"]: t for t in batch})
         for counted in refused.values():
             if counted != "failed":  # a failure already counted stays one
                 counts[counted] -= 1
@@ -522,7 +463,7 @@ class Engine:
         rt.pause_checked = True
         adopt_pause(rt, await self.store.pause_state(rt.name))
 
-    async def _fetch_all(self, rt: ProviderRuntime, batch: Sequence[Any]) -> list[_Outcome]:
+    async def _fetch_all(self, rt: ProviderRuntime, batch: Sequence[Any]) -> list[Outcome]:
         """Fetch a batch with ``concurrency`` workers that take its targets in
         turn (the gate still bounds the provider's requests across batches).
         Not a task per target: creating and gathering a thousand tasks per
@@ -550,7 +491,7 @@ class Engine:
             raise
         return outcomes
 
-    async def _fetch_one(self, rt: ProviderRuntime, target: Any) -> _Outcome:
+    async def _fetch_one(self, rt: ProviderRuntime, target: Any) -> Outcome:
         user_id = target["user_id"]
         # the same bytes as last time mean the same user: skip parsing and mapping,
         # but only while the mirror row is there to be "unchanged" against
@@ -560,7 +501,7 @@ class Engine:
         try:
             identity = await _adapter_fetch(rt, user_id)
         except BodyUnchanged:
-            return _Outcome(target, same_body=True, body_hash=check.observed)
+            return Outcome(target, same_body=True, body_hash=check.observed)
         except ProviderError as exc:
             # a 404 is an outcome, and a refused token is logged once per pass
             if not isinstance(exc, NotFound | AuthError):
@@ -574,7 +515,7 @@ class Engine:
                     status=exc.status,
                     tracking_id=exc.tracking_id,
                 )
-            return _Outcome(target, error=exc)
+            return Outcome(target, error=exc)
         finally:
             BODY_CHECK.reset(token)
         if identity.user_id != user_id:
@@ -582,7 +523,7 @@ class Engine:
             # and another user's answer must never be mirrored under this id
             err = ProviderError(f"asked for user {user_id!r}, got {identity.user_id!r}", provider=rt.name)
             log.warning("user.fetch_failed", provider=rt.name, user_id=user_id, error=str(err))
-            return _Outcome(target, error=err)
+            return Outcome(target, error=err)
         try:
             record, h = _record(rt, identity)
         except ProviderError as exc:
@@ -593,136 +534,32 @@ class Engine:
                 error=str(exc),
                 error_type=exc.__class__.__name__,
             )
-            return _Outcome(target, error=exc, body_hash=None)
-        return _Outcome(
+            return Outcome(target, error=exc, body_hash=None)
+        return Outcome(
             target, record=record, content_hash=h, version=identity.source_version, body_hash=check.observed
         )
 
-    async def _diff(
-        self,
-        rt: ProviderRuntime,
-        outcomes: list[_Outcome],
-        counts: dict[str, int],
-        deletions: list[tuple[Any, str]],
-        came_back: list[str],
-    ) -> tuple[ChangeSet, TargetUpdates]:
+    def settings(self, rt: ProviderRuntime) -> PlanSettings:
+        """What the pure plan reads from the config, for this provider."""
         cfg, sync = rt.config, self.config.sync
-        now = utcnow()
-        changes, done = ChangeSet.empty(), TargetUpdates.empty()
-        changed: list[tuple[Any, _Outcome, str]] = []
-        for o in outcomes:
-            t = o.target
-            uid = t["user_id"]
-            if (o.same_body or o.record is not None) and t["not_found_count"]:
-                came_back.append(uid)
-            if o.same_body:
-                counts["fetched"] += 1
-                counts["unchanged"] += 1
-                done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
-            elif o.record is not None:
-                counts["fetched"] += 1
-                if t["content_hash"] == o.content_hash and t["deleted_at"] is None:
-                    counts["unchanged"] += 1
-                    done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
-                    continue
-                changed.append((t, o, change_kind(t["content_hash"], t["deleted_at"])))
-            elif isinstance(o.error, NotFound):
-                counts["not_found"] += 1
-                if t["content_hash"] is None or t["deleted_at"] is not None:
-                    done.add(uid, "not_found", next_in=_jitter(cfg.interval))
-                    continue
-                nf_count = t["not_found_count"] + 1
-                nf_since = t["not_found_since"] or now
-                confirmed = nf_count >= sync.delete_confirmations and (
-                    sync.delete_confirmations == 1
-                    or (now - nf_since).total_seconds() >= sync.delete_confirm_after
-                )
-                if confirmed:
-                    deletions.append((t, uid))
-                    status, next_in = "deleting", _jitter(cfg.interval)
-                else:
-                    status, next_in = "not_found_unconfirmed", min(sync.delete_confirm_after, cfg.interval)
-                done.add(
-                    uid,
-                    status,
-                    next_in=next_in,
-                    nf_count=nf_count,
-                    nf_since=nf_since,
-                    error="provider answered 404",
-                )
-            else:
-                counts["failed"] += 1
-                self._note_failure(rt, done, t, o.error or ProviderError("no outcome", provider=rt.name))
-        if changed:
-            before_rows = await self.store.mirror_rows(
-                rt.name, [t["user_id"] for t, _, kind in changed if kind != "created"]
-            )
-            observed = now.isoformat()
-            rehash: list[tuple[str, str]] = []
-            for t, o, kind in changed:
-                uid = t["user_id"]
-                try:
-                    event = _change_event(rt, t, o, kind, before_rows.get(uid), observed)
-                except Exception as exc:  # a document jsonpatch or orjson chokes on
-                    counts["failed"] += 1
-                    err = DocumentRefused(
-                        f"could not build the change event: {exc.__class__.__name__}: {exc}", provider=rt.name
-                    )
-                    log.warning("user.document_refused", provider=rt.name, user_id=uid, error=str(err))
-                    self._note_failure(rt, done, t, err)
-                    continue
-                h = o.content_hash or ""
-                if event is None:
-                    # same record but for ignored fields, new hash definition
-                    # (ignore_fields edited): no event
-                    rehash.append((uid, h))
-                    counts["unchanged"] += 1
-                    done.add(uid, "unchanged", next_in=_jitter(cfg.interval), body_hash=o.body_hash)
-                    continue
-                kind, eid, payload = event
-                # an update's event holds before, after and the patch
-                size = len(o.record or b"") * (1 if kind == "created" else 3)
-                changes.add(uid, eid, f"user.{kind}", payload, h, size=size)
-                done.add(uid, kind, next_in=_jitter(cfg.interval), body_hash=o.body_hash)
-                counts[kind] += 1
-            if rehash:
-                await self.store.execute("rehash", rt.name, [u for u, _ in rehash], [h for _, h in rehash])
-        return changes, done
-
-    def _note_failure(
-        self, rt: ProviderRuntime, done: TargetUpdates, target: Any, err: ProviderError
-    ) -> None:
-        """A target that failed: retried with backoff, or, when its document
-        keeps being refused, quarantined (retried only at the interval, and
-        listed by `syncd status`) so it costs nothing but its own slot."""
-        cfg, sync = rt.config, self.config.sync
-        uid = target["user_id"]
-        attempts = target["attempts"] + 1
-        last = target.get("last_status")
-        if isinstance(err, DocumentRefused):
-            # quarantined once refused again and again: the failures before this
-            # one must be refusals too (an outage's errors don't count)
-            status, retry = "refused", min(cfg.interval, sync.error_retry * 2 ** min(target["attempts"], 6))
-            if attempts >= sync.quarantine_after and (sync.quarantine_after == 1 or last in REFUSED):
-                status, retry = "quarantined", cfg.interval
-                if last != "quarantined":
-                    log.error(
-                        "user.quarantined", provider=rt.name, user_id=uid, attempts=attempts, error=str(err)
-                    )
-        else:
-            status = "error"
-            retry = min(cfg.interval, sync.error_retry * 2 ** min(target["attempts"], 6))
-            if isinstance(err, CircuitOpen):
-                retry = min(retry, rt.gate.circuit.cooldown)
-        done.add(
-            uid,
-            status,
-            next_in=_jitter(retry),
-            error=str(err)[:1000],
-            failed=True,
-            nf_count=target["not_found_count"],
-            nf_since=target["not_found_since"],
+        return PlanSettings(
+            provider=rt.name,
+            provider_type=cfg.type,  # type: ignore[attr-defined]
+            ignore=rt.ignore,
+            interval=cfg.interval,
+            error_retry=sync.error_retry,
+            circuit_cooldown=rt.gate.circuit.cooldown,
+            delete_confirmations=sync.delete_confirmations,
+            delete_confirm_after=sync.delete_confirm_after,
+            quarantine_after=sync.quarantine_after,
+            max_delete_fraction=sync.max_delete_fraction,
+            max_delete_count=sync.max_delete_count,
         )
+
+    async def plan(self, rt: ProviderRuntime, outcomes: Sequence[Outcome]) -> BatchPlan:
+        """Read the mirror rows the plan needs, then plan the batch (pure)."""
+        rows = await self.store.mirror_rows(rt.name, rows_needed(outcomes))
+        return plan_batch(outcomes, rows, self.settings(rt), utcnow())
 
     async def _write(
         self, rt: ProviderRuntime, changes: ChangeSet, done: TargetUpdates, targets: dict[str, Any]
@@ -767,7 +604,7 @@ class Engine:
         counted = kinds[uid].removeprefix("user.") if uid in kinds else STATUS_COUNTS.get(status, "failed")
         refused[uid] = counted
         failure = TargetUpdates.empty()
-        self._note_failure(rt, failure, targets[uid], err)
+        note_failure(failure, targets[uid], err, self.settings(rt))
         await self.store.write_batch(rt.name, self.replica, ChangeSet.empty(), failure)
 
     async def _apply_deletions(
@@ -783,43 +620,38 @@ class Engine:
         mass deletion must not slip through a few users per pass."""
         sync = self.config.sync
         ids = [uid for _, uid in deletions]
-        decided = {
-            r["user_id"]: r["rejected"] for r in await self.store.fetch("decided_deletions", rt.name, ids)
-        }
-        rejected = [u for u in ids if decided.get(u) is True]
-        held = [u for u in ids if decided.get(u) is False]
-        if rejected:
-            await self._note_deletions(rt.name, rejected, "deletion_rejected")
-        if held:
-            await self._note_deletions(rt.name, held, "deletion_held")
-            report.counts["held"] += len(held)
-        ids = [u for u in ids if u not in decided]
-        if not ids:
-            return
-        row = await self.store.fetchrow("live_count", rt.name, rt.config.interval)
-        live, recent, pending = (row["live"], row["recently_deleted"], row["held"]) if row else (0, 0, 0)
-        total = live + recent
-        would_delete = recent + pending + len(ids)
-        too_many = would_delete > sync.max_delete_fraction * total or (
-            sync.max_delete_count is not None and would_delete > sync.max_delete_count
-        )
-        if too_many:
-            await self.store.execute("hold_deletions", rt.name, ids, report.run_id)
-            await self._note_deletions(rt.name, ids, "deletion_held")
-            report.counts["held"] += len(ids)
+        verdict = await self._guard(rt, ids)
+        if verdict.rejected:
+            await self._note_deletions(rt.name, verdict.rejected, "deletion_rejected")
+        if verdict.already_held:
+            await self._note_deletions(rt.name, verdict.already_held, "deletion_held")
+        report.counts["held"] += len(verdict.hold) + len(verdict.already_held)
+        if verdict.mass_held:
+            await self.store.execute("hold_deletions", rt.name, verdict.hold, report.run_id)
+            await self._note_deletions(rt.name, verdict.hold, "deletion_held")
             log.error(
                 "sync.mass_deletion_held",
                 provider=rt.name,
-                would_delete=len(ids),
-                recently_deleted=recent,
-                already_held=pending,
-                mirrored=live,
+                would_delete=len(verdict.hold),
+                already_held=len(verdict.already_held),
                 max_delete_fraction=sync.max_delete_fraction,
                 max_delete_count=sync.max_delete_count,
                 hint=f"syncd deletions approve --provider {rt.name}",
             )
-            return
-        report.counts["deleted"] += await self.delete_users(rt, ids)
+        if verdict.delete:
+            report.counts["deleted"] += await self.delete_users(rt, verdict.delete)
+
+    async def _guard(self, rt: ProviderRuntime, ids: Sequence[str]) -> DeletionVerdict:
+        """The mass-deletion guard's verdict (pure) on the mirror as it is now."""
+        if not ids:
+            return DeletionVerdict([], [], [], [])
+        decided = {
+            r["user_id"]: r["rejected"]
+            for r in await self.store.fetch("decided_deletions", rt.name, list(ids))
+        }
+        row = await self.store.fetchrow("live_count", rt.name, rt.config.interval)
+        live, recent, pending = (row["live"], row["recently_deleted"], row["held"]) if row else (0, 0, 0)
+        return guard_deletions(ids, decided, live, recent, pending, self.settings(rt))
 
     async def _note_deletions(self, provider: str, ids: Sequence[str], status: str) -> None:
         """Show on the targets that their deletion waits for an admin, or was refused."""
@@ -864,7 +696,9 @@ class Engine:
         for uid, row in rows.items():
             if row["deleted_at"] is not None:
                 continue
-            payload = _payload(rt, uid, row["source_version"], record_from_row(row), None, observed)
+            payload = event_payload(
+                self.settings(rt), uid, row["source_version"], record_from_row(row), None, observed
+            )
             eid = event_id(rt.name, uid, "deleted", row["content_hash"], None, row["changed_at"])
             size = len(orjson.dumps(payload["before"]))
             changes.add(uid, eid, "user.deleted", payload, row["content_hash"], size=size)
@@ -888,6 +722,7 @@ class Engine:
         rt.pause_checked = False
         await self._refresh_pause(rt)  # another replica's Retry-After holds for a dry run too
         report = PassReport(provider, "dry-run")
+        deletions: list[str] = []
         after = ""
         while True:
             targets = await self.store.fetch(
@@ -897,33 +732,31 @@ class Engine:
                 break
             after = targets[-1]["user_id"]
             outcomes = await self._fetch_all(rt, targets)
-            rows = await self.store.mirror_rows(provider, [t["user_id"] for t in targets])
-            for o in outcomes:
-                uid = o.target["user_id"]
-                row = rows.get(uid)
-                before = record_from_row(row) if row is not None and row["deleted_at"] is None else None
-                if o.record is not None:
-                    report.counts["fetched"] += 1
-                    doc = orjson.loads(o.record)
-                    if (
-                        row is not None
-                        and row["deleted_at"] is None
-                        and row["content_hash"] == o.content_hash
-                    ):
-                        report.counts["unchanged"] += 1
-                        continue
-                    kind = change_kind(*((row["content_hash"], row["deleted_at"]) if row else (None, None)))
-                    report.counts[kind] += 1
-                    report.diffs.append((uid, kind, patch(before, doc)))
-                elif isinstance(o.error, NotFound):
-                    report.counts["not_found"] += 1
-                    if before is not None:
-                        report.diffs.append((uid, "deleted (once confirmed)", patch(before, None)))
-                else:
-                    report.counts["failed"] += 1
-                    report.diffs.append((uid, f"error: {o.error}", []))
+            # the very plan a pass makes of these answers: a preview can't disagree
+            plan = await self.plan(rt, outcomes)
+            for k, v in plan.counts.items():
+                report.counts[k] += v
+            records = {o.target["user_id"]: o.record or b"" for o in outcomes}
+            for uid, _, type_, payload, _ in plan.changes.rows:
+                report.diffs.append((uid, type_.removeprefix("user."), event_patch(payload, records[uid])))
+            for uid, status, error, *_ in plan.targets.rows:
+                if status in ("error", "refused", "quarantined"):
+                    report.diffs.append((uid, f"error: {error}", []))
+                elif status == "not_found_unconfirmed":
+                    report.diffs.append((uid, "not found (deletion not confirmed yet)", []))
+            deletions += [uid for _, uid in plan.deletions]
             if progress is not None:
                 progress(len(targets))
+        verdict = await self._guard(rt, deletions)
+        report.counts["held"] += len(verdict.hold) + len(verdict.already_held)
+        report.counts["deleted"] += len(verdict.delete)
+        rows = await self.store.mirror_rows(provider, verdict.delete)
+        for uid in verdict.delete:
+            report.diffs.append(
+                (uid, "deleted", patch(record_from_row(rows[uid]), None) if uid in rows else [])
+            )
+        for uid in verdict.hold + verdict.already_held:
+            report.diffs.append((uid, "deletion held by the mass-deletion guard", []))
         return report
 
 
@@ -981,33 +814,6 @@ async def _adapter_fetch(rt: ProviderRuntime, user_id: str) -> Identity:
         ) from exc
 
 
-def _change_event(
-    rt: ProviderRuntime, t: Any, o: _Outcome, kind: str, row: Any, observed: str
-) -> tuple[str, str, dict[str, Any]] | None:
-    """``(kind, event id, payload)`` of a fetched user whose hash differs from
-    its mirror row's, or None when only ignored fields differ."""
-    uid, record, h = t["user_id"], o.record or b"", o.content_hash or ""
-    if row is None:
-        # a creation carries the record's bytes as they are, and its patch
-        # is built by the store (see write_batch in queries.sql); so is a
-        # mirror row that vanished since the lease
-        kind = "created"
-        payload = _payload(rt, uid, o.version, None, orjson.Fragment(record), observed)
-    else:
-        after = orjson.loads(record)
-        before = record_from_row(row)
-        if kind == "updated" and record_hash(before, rt.ignore) == record_hash(after, rt.ignore):
-            return None
-        payload = _payload(rt, uid, o.version, before, after, observed)
-    # what tells this change apart from an identical earlier one: for an update
-    # or restore the mirror row's changed_at; for a creation (also of a mirror
-    # row that vanished) when the target was last synced, or, never synced,
-    # when it was added (a target removed and added again is a new one)
-    created_marker = t["last_synced_at"] or t.get("added_at")
-    marker = created_marker if kind == "created" else t["changed_at"]
-    return kind, event_id(rt.name, uid, kind, t["content_hash"], h, marker), payload
-
-
 def _record(rt: ProviderRuntime, identity: Identity) -> tuple[bytes, str]:
     """The record's canonical JSON and hash, or that user's ``DocumentRefused``:
     every step after the fetch fails for the one user, never for the batch."""
@@ -1032,32 +838,4 @@ def _record(rt: ProviderRuntime, identity: Identity) -> tuple[bytes, str]:
     return record, h
 
 
-def _payload(
-    rt: ProviderRuntime,
-    user_id: str,
-    version: str | None,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | orjson.Fragment | None,
-    observed: str,
-) -> dict[str, Any]:
-    """An outbox event's payload. The patch is left out of a creation: the
-    store builds it from ``after`` so the document is sent only once (and
-    ``after`` may then be the record's canonical JSON, as an orjson Fragment)."""
-    payload: dict[str, Any] = {
-        "provider": rt.name,
-        "provider_type": rt.config.type,  # type: ignore[attr-defined]
-        "user_id": user_id,
-        "version": version,
-        "before": before,
-        "after": after,
-        "observed_at": observed,
-    }
-    if before is not None:
-        assert not isinstance(after, orjson.Fragment), "only a creation's record is passed as bytes"
-        payload["patch"] = patch(before, after)
-    return payload
-
-
-def _jitter(seconds: float) -> float:
-    """Spread the next sync ±10% so a provider's users don't all come due at once."""
-    return seconds * random.uniform(0.9, 1.1)
+__all__ = ["EVENT_NAMESPACE", "Engine", "PassReport", "ProviderRuntime", "event_id", "open_runtime"]

@@ -35,21 +35,25 @@ LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;
 
 -- name: peek_targets
 -- $1 provider, $2 only these user ids (NULL = all), $3 limit, $4 after this user id
--- Targets with their mirror hash, without leasing: for --dry-run. Given ids
--- need not be targets yet (a dry run adds none).
+-- Targets with their mirror hash, without leasing: for --dry-run, with the
+-- columns lease_due returns (the dry run plans them as a pass would). Given
+-- ids need not be targets yet (a dry run adds none).
 WITH ids AS (
-    SELECT t.user_id, t.not_found_count, t.not_found_since, t.attempts
+    SELECT t.user_id, t.not_found_count, t.not_found_since, t.attempts, t.body_hash,
+           t.last_synced_at, t.added_at, t.last_status
     FROM syncd.targets t
     WHERE t.provider = $1 AND $2::text[] IS NULL AND t.user_id > $4
     UNION ALL
-    SELECT i.id, coalesce(t.not_found_count, 0), t.not_found_since, coalesce(t.attempts, 0)
+    SELECT i.id, coalesce(t.not_found_count, 0), t.not_found_since, coalesce(t.attempts, 0), t.body_hash,
+           t.last_synced_at, t.added_at, t.last_status
     FROM unnest($2::text[]) AS i(id)
     LEFT JOIN syncd.targets t ON t.provider = $1 AND t.user_id = i.id
     -- byte order, as the ORDER BY below sorts (the result takes user_id's "C"):
     -- under the database's collation, pages would skip or repeat ids
     WHERE i.id COLLATE "C" > $4
 )
-SELECT i.user_id, i.not_found_count, i.not_found_since, i.attempts,
+SELECT i.user_id, i.not_found_count, i.not_found_since, i.attempts, i.body_hash,
+       i.last_synced_at, i.added_at, i.last_status,
        u.content_hash, u.changed_at, u.deleted_at
 FROM ids i
 LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = i.user_id

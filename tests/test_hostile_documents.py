@@ -8,7 +8,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from syncd import engine as engine_mod
+from syncd.sync import plan as plan_mod
 from tests.conftest import seeded
 from tests.test_cli import syncd, write_config
 
@@ -120,17 +120,17 @@ async def test_a_write_postgresql_refuses_for_one_user_is_bisected_to_that_user(
         store, zitadel, make_config, engine_for, n=50, sync={"quarantine_after": 2, "error_retry": "10ms"}
     )
     bad = ids[17]
-    real = engine_mod._change_event
+    real = plan_mod.change_event
 
-    def poisoned(rt, t, o, kind, row, observed):
-        event = real(rt, t, o, kind, row, observed)
+    def poisoned(settings, t, o, kind, row, observed):
+        event = real(settings, t, o, kind, row, observed)
         if t["user_id"] == bad and event is not None:
             kind, eid, payload = event
             after = {**orjson.loads(o.record), "updated_at": "the day after tomorrow"}
             return kind, eid, {**payload, "after": after}
         return event
 
-    monkeypatch.setattr(engine_mod, "_change_event", poisoned)
+    monkeypatch.setattr(plan_mod, "change_event", poisoned)
     report = await engine.sync("zitadel")
     assert report.status == "ok", report.error
     assert report.counts["created"] == 49 and report.counts["failed"] == 1

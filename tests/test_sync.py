@@ -11,7 +11,7 @@ import pytest
 
 from syncd import engine as engine_mod
 from syncd.engine import Engine
-from syncd.store import RUN_COUNTS, Store
+from syncd.store import Store
 from tests.conftest import wait_for
 
 
@@ -219,8 +219,9 @@ async def test_writing_the_same_change_twice_inserts_one_event_and_one_mirror_wr
     rt = a.runtime("zitadel")
     leased = await store.lease_due("zitadel", "a", 60, 100)
     outcomes = await a._fetch_all(rt, leased)
-    changes_a, done_a = await a._diff(rt, outcomes, dict.fromkeys(RUN_COUNTS, 0), [], [])
-    changes_b, done_b = await b._diff(b.runtime("zitadel"), outcomes, dict.fromkeys(RUN_COUNTS, 0), [], [])
+    plan_a = await a.plan(rt, outcomes)
+    plan_b = await b.plan(b.runtime("zitadel"), outcomes)
+    changes_a, done_a, changes_b, done_b = plan_a.changes, plan_a.targets, plan_b.changes, plan_b.targets
     assert changes_a.event_ids == changes_b.event_ids
 
     written_a = await store.write_batch("zitadel", "a", changes_a, done_a)
@@ -261,7 +262,8 @@ async def test_a_writer_whose_lease_was_taken_over_writes_nothing(store, zitadel
     # a leases and fetches v2, then stalls past its lease
     leased = await store.lease_due("zitadel", "a", 60, 100)
     outcomes = await a._fetch_all(a.runtime("zitadel"), leased)
-    stale, stale_done = await a._diff(a.runtime("zitadel"), outcomes, dict.fromkeys(RUN_COUNTS, 0), [], [])
+    stale_plan = await a.plan(a.runtime("zitadel"), outcomes)
+    stale, stale_done = stale_plan.changes, stale_plan.targets
     await store.pool.execute("UPDATE syncd.targets SET lease_expires_at = now() - interval '1 second'")
     zitadel.modify(ids[0])  # v3, which b syncs
     assert (await b.sync("zitadel")).counts["updated"] == 1

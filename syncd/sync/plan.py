@@ -1,0 +1,401 @@
+"""What one batch of a sync pass changes, decided with no I/O.
+
+Given the leased targets' fetch outcomes, the mirror rows of the users whose
+content differs, the settings and the clock, ``plan_batch`` returns the
+events to write, each target's bookkeeping, the deletions the pass has
+confirmed, and the counts. ``guard_deletions`` decides which confirmed
+deletions the mass-deletion guard lets through. The pass (``Engine.sync``)
+and its preview (``Engine.dry_run``) both call these, so a dry run cannot
+disagree with the pass it previews.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+import structlog
+
+from syncd.diff import patch, record_hash
+from syncd.errors import CircuitOpen, DocumentRefused, NotFound, ProviderError
+from syncd.identity import Identity
+from syncd.store import RUN_COUNTS, ChangeSet, TargetUpdates
+
+log = structlog.get_logger("syncd.sync")
+
+#: namespace of the deterministic outbox event ids (uuid5)
+EVENT_NAMESPACE = uuid.UUID("6f1c1d3e-5b8a-4c47-9a52-3e0c2b9d7a11")
+_EVENT_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
+
+#: the pass count a target row's status was counted under
+STATUS_COUNTS = {
+    "unchanged": "unchanged",
+    "not_found": "not_found",
+    "not_found_unconfirmed": "not_found",
+    "deleting": "not_found",
+}
+
+#: target statuses of a user whose document was refused (too large, too deep,
+#: refused by PostgreSQL); after quarantine_after of them in a row: quarantined
+REFUSED = frozenset({"refused", "quarantined"})
+
+
+@dataclass
+class Outcome:
+    """What one fetch gave, for one target. A fetched user is kept as its
+    record's canonical JSON and hash, not as the parsed document: a batch
+    in flight holds a thousand of them."""
+
+    target: Any
+    record: bytes | None = None
+    content_hash: str | None = None
+    version: str | None = None
+    error: ProviderError | None = None
+    #: the provider answered the same bytes as last time
+    same_body: bool = False
+    body_hash: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanSettings:
+    """Everything ``plan_batch`` and ``guard_deletions`` read from the config."""
+
+    provider: str
+    provider_type: str
+    ignore: tuple[str, ...] = ()
+    interval: float = 900.0
+    error_retry: float = 60.0
+    circuit_cooldown: float = 30.0
+    delete_confirmations: int = 2
+    delete_confirm_after: float = 60.0
+    quarantine_after: int = 3
+    max_delete_fraction: float = 0.1
+    max_delete_count: int | None = None
+
+
+@dataclass
+class BatchPlan:
+    """What a batch writes and what it leaves to the rest of the pass."""
+
+    changes: ChangeSet = field(default_factory=ChangeSet.empty)
+    targets: TargetUpdates = field(default_factory=TargetUpdates.empty)
+    #: confirmed deletions: (target, user id), for the mass-deletion guard
+    deletions: list[tuple[Any, str]] = field(default_factory=list)
+    #: users answering again after 404s (a held or rejected deletion is moot)
+    came_back: list[str] = field(default_factory=list)
+    #: users whose hash changed only because ignore_fields did: (user id, new hash)
+    rehash: list[tuple[str, str]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUN_COUNTS, 0))
+
+
+def jitter(seconds: float) -> float:
+    """Spread the next sync ±10% so a provider's users don't all come due at once."""
+    return seconds * random.uniform(0.9, 1.1)
+
+
+def rows_needed(outcomes: Sequence[Outcome]) -> list[str]:
+    """The users whose mirror row ``plan_batch`` needs: fetched, with a hash
+    that differs from a live mirror row's (a creation needs none)."""
+    return [
+        o.target["user_id"]
+        for o in outcomes
+        if o.record is not None
+        and o.target["content_hash"] is not None
+        and (o.target["content_hash"] != o.content_hash or o.target["deleted_at"] is not None)
+    ]
+
+
+def plan_batch(
+    outcomes: Sequence[Outcome],
+    rows: dict[str, Any],
+    settings: PlanSettings,
+    now: datetime,
+    *,
+    spread: Callable[[float], float] = jitter,
+) -> BatchPlan:
+    """The changes, target bookkeeping, confirmed deletions and counts of one
+    batch. ``rows`` are the mirror rows of ``rows_needed(outcomes)``."""
+    plan = BatchPlan()
+    counts, done = plan.counts, plan.targets
+    observed = now.isoformat()
+    for o in outcomes:
+        t = o.target
+        uid = t["user_id"]
+        if (o.same_body or o.record is not None) and t["not_found_count"]:
+            plan.came_back.append(uid)
+        if o.same_body:
+            counts["fetched"] += 1
+            counts["unchanged"] += 1
+            done.add(uid, "unchanged", next_in=spread(settings.interval), body_hash=o.body_hash)
+        elif o.record is not None:
+            counts["fetched"] += 1
+            if t["content_hash"] == o.content_hash and t["deleted_at"] is None:
+                counts["unchanged"] += 1
+                done.add(uid, "unchanged", next_in=spread(settings.interval), body_hash=o.body_hash)
+            else:
+                _plan_change(plan, o, rows.get(uid), settings, observed, spread)
+        elif isinstance(o.error, NotFound):
+            _plan_not_found(plan, t, settings, now, spread)
+        else:
+            counts["failed"] += 1
+            err = o.error or ProviderError("no outcome", provider=settings.provider)
+            note_failure(done, t, err, settings, spread)
+    return plan
+
+
+def _plan_change(
+    plan: BatchPlan,
+    o: Outcome,
+    row: Any,
+    settings: PlanSettings,
+    observed: str,
+    spread: Callable[[float], float],
+) -> None:
+    t = o.target
+    uid = t["user_id"]
+    kind = change_kind(t["content_hash"], t["deleted_at"])
+    try:
+        event = change_event(settings, t, o, kind, row, observed)
+    except Exception as exc:  # a document jsonpatch or orjson chokes on
+        plan.counts["failed"] += 1
+        err = DocumentRefused(
+            f"could not build the change event: {exc.__class__.__name__}: {exc}", provider=settings.provider
+        )
+        log.warning("user.document_refused", provider=settings.provider, user_id=uid, error=str(err))
+        note_failure(plan.targets, t, err, settings, spread)
+        return
+    h = o.content_hash or ""
+    if event is None:
+        # same record but for ignored fields, new hash definition
+        # (ignore_fields edited): no event
+        plan.rehash.append((uid, h))
+        plan.counts["unchanged"] += 1
+        plan.targets.add(uid, "unchanged", next_in=spread(settings.interval), body_hash=o.body_hash)
+        return
+    kind, eid, payload = event
+    # an update's event holds before, after and the patch
+    size = len(o.record or b"") * (1 if kind == "created" else 3)
+    plan.changes.add(uid, eid, f"user.{kind}", payload, h, size=size)
+    plan.targets.add(uid, kind, next_in=spread(settings.interval), body_hash=o.body_hash)
+    plan.counts[kind] += 1
+
+
+def _plan_not_found(
+    plan: BatchPlan, t: Any, settings: PlanSettings, now: datetime, spread: Callable[[float], float]
+) -> None:
+    """A 404 the provider itself answered: confirmed only after
+    ``delete_confirmations`` of them, at least ``delete_confirm_after`` apart."""
+    uid = t["user_id"]
+    plan.counts["not_found"] += 1
+    if t["content_hash"] is None or t["deleted_at"] is not None:
+        plan.targets.add(uid, "not_found", next_in=spread(settings.interval))
+        return
+    nf_count = t["not_found_count"] + 1
+    nf_since = t["not_found_since"] or now
+    confirmed = nf_count >= settings.delete_confirmations and (
+        settings.delete_confirmations == 1
+        or (now - nf_since).total_seconds() >= settings.delete_confirm_after
+    )
+    if confirmed:
+        plan.deletions.append((t, uid))
+        status, next_in = "deleting", spread(settings.interval)
+    else:
+        status, next_in = "not_found_unconfirmed", min(settings.delete_confirm_after, settings.interval)
+    plan.targets.add(
+        uid, status, next_in=next_in, nf_count=nf_count, nf_since=nf_since, error="provider answered 404"
+    )
+
+
+def note_failure(
+    done: TargetUpdates,
+    target: Any,
+    err: ProviderError,
+    settings: PlanSettings,
+    spread: Callable[[float], float] = jitter,
+) -> None:
+    """A target that failed: retried with backoff, or, when its document
+    keeps being refused, quarantined (retried only at the interval, and
+    listed by `syncd status`) so it costs nothing but its own slot."""
+    uid = target["user_id"]
+    attempts = target["attempts"] + 1
+    last = target.get("last_status")
+    backoff = min(settings.interval, settings.error_retry * 2 ** min(target["attempts"], 6))
+    if isinstance(err, DocumentRefused):
+        # quarantined once refused again and again: the failures before this
+        # one must be refusals too (an outage's errors don't count)
+        status, retry = "refused", backoff
+        if attempts >= settings.quarantine_after and (settings.quarantine_after == 1 or last in REFUSED):
+            status, retry = "quarantined", settings.interval
+            if last != "quarantined":
+                log.error(
+                    "user.quarantined",
+                    provider=settings.provider,
+                    user_id=uid,
+                    attempts=attempts,
+                    error=str(err),
+                )
+    else:
+        status, retry = "error", backoff
+        if isinstance(err, CircuitOpen):
+            retry = min(retry, settings.circuit_cooldown)
+    done.add(
+        uid,
+        status,
+        next_in=spread(retry),
+        error=str(err)[:1000],
+        failed=True,
+        nf_count=target["not_found_count"],
+        nf_since=target["not_found_since"],
+    )
+
+
+@dataclass(frozen=True)
+class DeletionVerdict:
+    """The mass-deletion guard's answer for a pass's confirmed deletions."""
+
+    delete: list[str]
+    #: held now (too many) or still waiting for an admin's approval
+    hold: list[str]
+    #: held before and still undecided (a later pass must not carry them out)
+    already_held: list[str]
+    #: an admin refused them: kept while the user answers 404
+    rejected: list[str]
+    #: True when the guard held this pass's new deletions (too many)
+    mass_held: bool = False
+
+
+def guard_deletions(
+    ids: Sequence[str],
+    decided: dict[str, bool],
+    live: int,
+    recently_deleted: int,
+    pending: int,
+    settings: PlanSettings,
+) -> DeletionVerdict:
+    """``decided`` maps a user with a held deletion to whether an admin
+    rejected it. Held but undecided deletions count against the limit: the
+    schedule spreads a provider's users over many small passes, and a mass
+    deletion must not slip through a few users per pass."""
+    rejected = [u for u in ids if decided.get(u) is True]
+    already_held = [u for u in ids if decided.get(u) is False]
+    new = [u for u in ids if u not in decided]
+    total = live + recently_deleted
+    would_delete = recently_deleted + pending + len(new)
+    too_many = bool(new) and (
+        would_delete > settings.max_delete_fraction * total
+        or (settings.max_delete_count is not None and would_delete > settings.max_delete_count)
+    )
+    if too_many:
+        return DeletionVerdict([], new, already_held, rejected, mass_held=True)
+    return DeletionVerdict(new, [], already_held, rejected)
+
+
+def event_id(
+    provider: str,
+    user_id: str,
+    kind: str,
+    before_hash: str | None,
+    after_hash: str | None,
+    marker: datetime | None,
+) -> str:
+    """Deterministic: two writers racing on the same change compute the same id
+    (and the outbox's primary key lets only one in). ``marker`` is a timestamp
+    both racing writers read but a later identical change cannot share: it
+    tells A→B apart from a later A→B after B→A.
+
+    It is ``str(uuid.uuid5(EVENT_NAMESPACE, name))``, built from the SHA-1 by
+    hand and returned as text, which asyncpg encodes without a UUID object."""
+    name = "\x1f".join(
+        (
+            provider,
+            user_id,
+            kind,
+            before_hash or "",
+            after_hash or "",
+            marker.isoformat() if marker else "",
+        )
+    )
+    digest = bytearray(hashlib.sha1(_EVENT_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def record_from_row(row: Any) -> dict[str, Any]:
+    """The mirror row as the record document it was written from."""
+    return Identity.from_doc(dict(row.items())).to_doc()
+
+
+def change_kind(content_hash: str | None, deleted_at: datetime | None) -> str:
+    """What a differing fetch means, given the user's mirror row."""
+    if content_hash is None:
+        return "created"
+    return "restored" if deleted_at is not None else "updated"
+
+
+def change_event(
+    settings: PlanSettings, t: Any, o: Outcome, kind: str, row: Any, observed: str
+) -> tuple[str, str, dict[str, Any]] | None:
+    """``(kind, event id, payload)`` of a fetched user whose hash differs from
+    its mirror row's, or None when only ignored fields differ."""
+    uid, record, h = t["user_id"], o.record or b"", o.content_hash or ""
+    if row is None:
+        # a creation carries the record's bytes as they are, and its patch
+        # is built by the store (see write_batch in queries.sql); so is a
+        # mirror row that vanished since the lease
+        kind = "created"
+        payload = event_payload(settings, uid, o.version, None, orjson.Fragment(record), observed)
+    else:
+        after = orjson.loads(record)
+        before = record_from_row(row)
+        if kind == "updated" and record_hash(before, settings.ignore) == record_hash(after, settings.ignore):
+            return None
+        payload = event_payload(settings, uid, o.version, before, after, observed)
+    # what tells this change apart from an identical earlier one: for an update
+    # or restore the mirror row's changed_at; for a creation (also of a mirror
+    # row that vanished) when the target was last synced, or, never synced,
+    # when it was added (a target removed and added again is a new one)
+    created_marker = t["last_synced_at"] or t.get("added_at")
+    marker = created_marker if kind == "created" else t["changed_at"]
+    return kind, event_id(settings.provider, uid, kind, t["content_hash"], h, marker), payload
+
+
+def event_payload(
+    settings: PlanSettings,
+    user_id: str,
+    version: str | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | orjson.Fragment | None,
+    observed: str,
+) -> dict[str, Any]:
+    """An outbox event's payload. The patch is left out of a creation: the
+    store builds it from ``after`` so the document is sent only once (and
+    ``after`` may then be the record's canonical JSON, as an orjson Fragment)."""
+    payload: dict[str, Any] = {
+        "provider": settings.provider,
+        "provider_type": settings.provider_type,
+        "user_id": user_id,
+        "version": version,
+        "before": before,
+        "after": after,
+        "observed_at": observed,
+    }
+    if before is not None:
+        assert not isinstance(after, orjson.Fragment), "only a creation's record is passed as bytes"
+        payload["patch"] = patch(before, after)
+    return payload
+
+
+def event_patch(payload: dict[str, Any], record: bytes) -> list[dict[str, Any]]:
+    """The event's JSON Patch as consumers read it; a creation's is built by
+    the store (one "add" of the whole ``record`` at the root)."""
+    if "patch" in payload:
+        return list(payload["patch"])
+    return patch(None, orjson.loads(record))
