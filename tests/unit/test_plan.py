@@ -1,0 +1,188 @@
+"""The pure sync plan with plain values and a fixed clock: no database, no
+network, no sleeping. What a batch writes, counts and leaves to the guard."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from syncd.diff import record_json_and_hash
+from syncd.errors import CircuitOpen, DocumentRefused, NotFound, TransientError
+from syncd.identity import Identity
+from syncd.sync.plan import (
+    Outcome,
+    PlanSettings,
+    event_patch,
+    guard_deletions,
+    plan_batch,
+    record_from_row,
+    rows_needed,
+)
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+SETTINGS = PlanSettings(
+    provider="corp",
+    provider_type="zitadel",
+    interval=900.0,
+    error_retry=60.0,
+    delete_confirmations=2,
+    delete_confirm_after=60.0,
+    quarantine_after=3,
+)
+
+
+def exact(seconds: float) -> float:
+    return seconds  # no jitter: next_in is what the plan chose
+
+
+def identity(uid: str, name: str = "Ada", **raw: object) -> Identity:
+    return Identity(user_id=uid, username=name.lower(), display_name=name, raw={"id": uid, **raw})
+
+
+def target(uid: str, **kw: object) -> dict:
+    row = {
+        "user_id": uid,
+        "content_hash": None,
+        "deleted_at": None,
+        "changed_at": None,
+        "not_found_count": 0,
+        "not_found_since": None,
+        "attempts": 0,
+        "last_synced_at": None,
+        "added_at": NOW - timedelta(days=1),
+        "last_status": None,
+        "body_hash": None,
+    }
+    return {**row, **kw}
+
+
+def fetched(t: dict, ident: Identity, ignore: tuple[str, ...] = ()) -> Outcome:
+    record, h = record_json_and_hash(ident, ignore)
+    return Outcome(t, record=record, content_hash=h, version=ident.source_version)
+
+
+class MirrorRow(dict):
+    """A mirror row as asyncpg gives it (``items()`` and item access)."""
+
+
+def mirror_row(ident: Identity, ignore: tuple[str, ...] = ()) -> MirrorRow:
+    record, h = record_json_and_hash(ident, ignore)
+    doc = orjson.loads(record)
+    return MirrorRow({**doc, "content_hash": h, "changed_at": NOW - timedelta(hours=1), "deleted_at": None})
+
+
+def plan(outcomes, rows=None, settings=SETTINGS):
+    return plan_batch(outcomes, rows or {}, settings, NOW, spread=exact)
+
+
+def statuses(p) -> dict[str, str]:
+    return {row[0]: row[1] for row in p.targets.rows}
+
+
+def test_a_new_user_is_one_creation_event_and_needs_no_mirror_row():
+    o = fetched(target("u1"), identity("u1"))
+    assert rows_needed([o]) == []
+    p = plan([o])
+    assert p.counts["created"] == 1 and p.counts["fetched"] == 1
+    assert p.changes.types == ["user.created"]
+    [(_, _, _, payload, _)] = p.changes.rows
+    assert payload["before"] is None and "patch" not in payload  # the store builds it
+    assert event_patch(payload, o.record) == [{"op": "add", "path": "", "value": orjson.loads(o.record)}]
+    assert statuses(p) == {"u1": "created"}
+
+
+def test_an_unchanged_hash_writes_no_event_and_schedules_the_next_sync_at_the_interval():
+    ident = identity("u1")
+    _, h = record_json_and_hash(ident)
+    p = plan([fetched(target("u1", content_hash=h), ident)])
+    assert p.counts["unchanged"] == 1 and len(p.changes) == 0
+    assert p.targets.rows[0][3] == SETTINGS.interval
+
+
+def test_an_update_carries_before_after_and_the_patch():
+    old, new = identity("u1", "Ada"), identity("u1", "Grace")
+    _, old_hash = record_json_and_hash(old)
+    o = fetched(target("u1", content_hash=old_hash, changed_at=NOW), new)
+    assert rows_needed([o]) == ["u1"]
+    p = plan([o], {"u1": mirror_row(old)})
+    assert p.counts["updated"] == 1 and p.changes.types == ["user.updated"]
+    ops = p.changes.rows[0][3]["patch"]
+    assert {"op": "replace", "path": "/display_name", "value": "Grace"} in ops
+
+
+def test_an_ignore_fields_edit_is_unchanged_and_rehashed_not_an_update():
+    ident = identity("u1", loginNames=["a@x"])
+    _, old_hash = record_json_and_hash(ident)  # the hash before loginNames was ignored
+    settings = PlanSettings(**{**SETTINGS.__dict__, "ignore": ("loginNames",)})
+    o = fetched(target("u1", content_hash=old_hash), ident, settings.ignore)
+    p = plan([o], {"u1": mirror_row(ident)}, settings)
+    assert p.counts["unchanged"] == 1 and p.counts["updated"] == 0 and len(p.changes) == 0
+    assert p.rehash == [("u1", o.content_hash)]
+
+
+def test_a_first_404_is_not_confirmed_and_a_second_one_a_minute_later_is():
+    _, h = record_json_and_hash(identity("u1"))
+    first = plan([Outcome(target("u1", content_hash=h), error=NotFound("gone"))])
+    assert statuses(first) == {"u1": "not_found_unconfirmed"} and first.deletions == []
+    assert first.counts["not_found"] == 1
+    again = target("u1", content_hash=h, not_found_count=1, not_found_since=NOW - timedelta(seconds=61))
+    second = plan([Outcome(again, error=NotFound("gone"))])
+    assert statuses(second) == {"u1": "deleting"} and [u for _, u in second.deletions] == ["u1"]
+    too_soon = target("u1", content_hash=h, not_found_count=1, not_found_since=NOW - timedelta(seconds=5))
+    assert plan([Outcome(too_soon, error=NotFound("gone"))]).deletions == []
+
+
+def test_a_user_answering_again_after_404s_came_back():
+    ident = identity("u1")
+    _, h = record_json_and_hash(ident)
+    p = plan([fetched(target("u1", content_hash=h, not_found_count=1), ident)])
+    assert p.came_back == ["u1"]
+
+
+def test_a_deleted_user_that_answers_is_restored():
+    ident = identity("u1")
+    _, h = record_json_and_hash(ident)
+    row = mirror_row(ident)
+    row["deleted_at"] = NOW - timedelta(hours=1)
+    p = plan([fetched(target("u1", content_hash=h, deleted_at=NOW), ident)], {"u1": row})
+    assert p.counts["restored"] == 1 and p.changes.types == ["user.restored"]
+
+
+def test_failures_back_off_and_a_circuit_open_retries_after_the_cooldown():
+    p = plan(
+        [
+            Outcome(target("a", attempts=2), error=TransientError("503")),
+            Outcome(target("b"), error=CircuitOpen("open")),
+        ]
+    )
+    next_in = {row[0]: row[3] for row in p.targets.rows}
+    assert next_in["a"] == 240.0  # error_retry x 2^2
+    assert next_in["b"] == SETTINGS.circuit_cooldown
+    assert p.counts["failed"] == 2
+
+
+def test_a_refused_document_is_quarantined_only_after_refusals_in_a_row():
+    refused = DocumentRefused("too large")
+    after_outage = plan([Outcome(target("u", attempts=5, last_status="error"), error=refused)])
+    assert statuses(after_outage) == {"u": "refused"}
+    again = plan([Outcome(target("u", attempts=2, last_status="refused"), error=refused)])
+    assert statuses(again) == {"u": "quarantined"}
+    assert again.targets.rows[0][3] == SETTINGS.interval
+
+
+def test_the_guard_holds_a_mass_deletion_and_counts_held_ones_against_the_limit():
+    settings = PlanSettings(**{**SETTINGS.__dict__, "max_delete_fraction": 0.1})
+    small = guard_deletions(["a"], {}, live=100, recently_deleted=0, pending=0, settings=settings)
+    assert small.delete == ["a"] and not small.mass_held
+    big = guard_deletions([str(i) for i in range(11)], {}, 100, 0, 0, settings)
+    assert big.mass_held and big.delete == [] and len(big.hold) == 11
+    # 9 held earlier and not yet decided: two more is over the limit
+    assert guard_deletions(["x", "y"], {}, 100, 0, 9, settings).mass_held
+    decided = guard_deletions(["r", "h"], {"r": True, "h": False}, 100, 0, 1, settings)
+    assert (decided.rejected, decided.already_held, decided.delete) == (["r"], ["h"], [])
+
+
+def test_a_mirror_row_reads_back_as_the_record_it_was_written_from():
+    ident = identity("u1", "Ada", extra={"k": 1})
+    assert record_from_row(mirror_row(ident)) == orjson.loads(record_json_and_hash(ident)[0])
