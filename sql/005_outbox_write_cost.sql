@@ -3,7 +3,7 @@
 -- 1. The statement-level NOTIFY trigger declared a transition table only to
 --    count the new rows, so PostgreSQL copied every inserted event (payload
 --    included) into a tuplestore. The statement that inserts events
---    (apply_changes in syncd/queries.sql) now sends the same notification
+--    (write_batch in syncd/store/mirror.sql) now sends the same notification
 --    itself: channel syncd_outbox, payload the number of events, delivered
 --    at commit.
 DROP TRIGGER IF EXISTS outbox_notify ON syncd.outbox;

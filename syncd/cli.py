@@ -18,7 +18,7 @@ from syncd import config as config_mod
 from syncd.config import Config, ProviderBase
 from syncd.errors import ConfigError, ProviderError, StoreUnavailable, SyncdError
 from syncd.process import tune_gc
-from syncd.store import Store
+from syncd.store import LeasedElsewhere, Store
 from syncd.timeutil import parse_duration, utcnow
 
 log = structlog.get_logger("syncd.cli")
@@ -106,7 +106,7 @@ async def cmd_resync(cfg: Config, args: argparse.Namespace) -> int:
         if args.enqueue:
             for name in names:
                 n = await store.make_due(name, only)
-                await store.fetch("notify_resync", name)
+                await store.notify_resync(name)
                 print(f"{name}: {n} target(s) marked due; running daemons will sync them now")
             return EXIT_OK
         failed = skipped = False
@@ -162,8 +162,8 @@ async def _wait_for_leases(
     owner: str,
     only: Sequence[str] | None,
     lease: float,
-    held: tuple[int, Any, float, list[str]],
-) -> tuple[tuple[int, Any, float, list[str]], float]:
+    held: LeasedElsewhere,
+) -> tuple[LeasedElsewhere, float]:
     """Poll until no requested target of ``name`` is leased by another
     replica, or the leases seen first (at most one lease length: a live
     replica renews its leases, a dead one's run out within one) have had
@@ -204,7 +204,7 @@ def _fmt_utc(value: Any) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
 
 
-def _leased_message(name: str, held: tuple[int, Any, float, list[str]], waited: float | None) -> str:
+def _leased_message(name: str, held: LeasedElsewhere, waited: float | None) -> str:
     n, until, _, owners = held
     text = f"{name}: {n} target(s) leased by another replica ({_owners(owners)}) until {_fmt_utc(until)}; "
     if waited is None:
@@ -218,7 +218,7 @@ async def _with_progress(
     from tqdm import tqdm
 
     if total is None:
-        total = len(only) if only else (await store.fetch("count_targets", name))[0]["n"]
+        total = len(only) if only else await store.count_targets(name)
     with tqdm(total=total, desc=name, unit="user", disable=None, file=sys.stderr, leave=False) as bar:
         return await fn(name, only=only, progress=bar.update, **kw)
 
@@ -243,7 +243,7 @@ def _reject_ids(command: str, ids: Sequence[str]) -> bool:
 async def cmd_targets(cfg: Config, args: argparse.Namespace) -> int:
     async with open_store(cfg) as store:
         if args.action == "list":
-            rows = await store.fetch("list_targets", args.provider, args.limit)
+            rows = await store.list_targets(args.provider, limit=args.limit)
             _print_table(
                 [
                     (
@@ -313,10 +313,10 @@ def _pause_cell(until: Any, reason: str | None) -> str:
 
 async def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     async with open_store(cfg) as store:
-        rows = await store.fetch("provider_status", [p.name for p in cfg.providers])
-        runs = await store.fetch("recent_runs", args.runs)
-        errors = await store.fetch("recent_errors", 10)
-        quarantined = await store.fetch("quarantined_targets", 20)
+        rows = await store.provider_status([p.name for p in cfg.providers])
+        runs = await store.recent_runs(args.runs)
+        errors = await store.recent_errors(10)
+        quarantined = await store.quarantined_targets(20)
     _print_table(
         [
             (
@@ -476,7 +476,7 @@ async def cmd_deletions(cfg: Config, args: argparse.Namespace) -> int:
 
     cfg.provider(args.provider)
     async with open_store(cfg) as store:
-        pending = await store.fetch("pending_deletions", args.provider)
+        pending = await store.pending_deletions(args.provider)
         ids = [r["user_id"] for r in pending]
         if args.action == "list" or not ids:
             _print_table(
@@ -524,32 +524,29 @@ async def cmd_outbox(cfg: Config, args: argparse.Namespace) -> int:
     async with open_store(cfg) as store:
         if args.action == "prune":
             seconds = parse_duration(args.older_than)
-            status = await store.execute("prune_outbox", seconds, args.include_unprocessed)
-            runs = await store.execute("prune_runs", seconds)
+            events = await store.prune_outbox(seconds, include_unprocessed=args.include_unprocessed)
+            runs = await store.prune_runs(seconds)
             print(
-                f"pruned {status.split()[-1]} event(s) and {runs.split()[-1]} sync run(s) "
+                f"pruned {events} event(s) and {runs} sync run(s) "
                 f"older than {args.older_than}"
             )
             return EXIT_OK
         # claim: print a batch as JSON lines and mark it processed, in one transaction
-        async with store.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(store.q["claim_outbox"], args.limit)
-            for r in rows:
-                print(
-                    jsonutil.dumps(
-                        {
-                            "id": str(r["id"]),
-                            "seq": r["seq"],
-                            "aggregateid": r["aggregateid"],
-                            "type": r["type"],
-                            "created_at": r["created_at"].isoformat(),
-                            "payload": r["payload"],
-                        }
-                    )
-                )
-            if not args.peek:
-                await conn.execute(store.q["mark_processed"], [r["id"] for r in rows])
+        await store.claim_events(args.limit, _print_events, mark=not args.peek)
     return EXIT_OK
+
+
+def _print_events(rows: Sequence[Any]) -> None:
+    for r in rows:
+        event = {
+            "id": str(r["id"]),
+            "seq": r["seq"],
+            "aggregateid": r["aggregateid"],
+            "type": r["type"],
+            "created_at": r["created_at"].isoformat(),
+            "payload": r["payload"],
+        }
+        print(jsonutil.dumps(event))
 
 
 # -- parser -----------------------------------------------------------------------------

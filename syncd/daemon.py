@@ -173,7 +173,7 @@ class Daemon:
                 lease_seconds=self.cfg.sync.lease,
             )
             if self.store is not None:
-                self.store.pool.terminate()  # whatever waits on a pooled connection fails now
+                self.store.terminate()  # whatever waits on a pooled connection fails now
             # each cancellation interrupts one wait of the exit stack (a silent LISTEN
             # connection's close, say, which then aborts it): repeat until it has run
             # through, briefly
@@ -251,7 +251,7 @@ class Daemon:
     async def _pass(self, provider: str) -> None:
         assert self.engine is not None
         try:
-            if await self.engine.store.fetchrow("peek_due", provider) is None:
+            if not await self.engine.store.anything_due(provider):
                 return  # nothing due: no run row for an idle tick
             await self.engine.sync(provider, trigger="schedule", stop=self.stopping)
             self._failures = 0
@@ -328,7 +328,7 @@ class Daemon:
         backoff = 0.5
         while not self.stopping.is_set():
             try:
-                async with self.store.listen("syncd_resync", self._on_resync) as conn:
+                async with self.store.listen({"syncd_resync": self._on_resync}) as conn:
                     # the engine listens from its start: set up again only what was lost
                     # (replacing a live listener at start-up raced with its first pauses)
                     if not self.engine.listening:
@@ -410,7 +410,7 @@ class Daemon:
             if not self._targets_registered:
                 await self.engine.register_config_targets()
                 self._targets_registered = True
-            for row in await self.store.fetch("gauges", [p.name for p in self.cfg.providers]):
+            for row in await self.store.gauges([p.name for p in self.cfg.providers]):
                 metrics.TARGETS_DUE.labels(row["provider"]).set(row["due"])
                 metrics.PENDING_DELETIONS.labels(row["provider"]).set(row["held"])
         except StoreUnavailable:

@@ -69,7 +69,7 @@ async def run_demo(state_dir: str = ".syncd/demo", users: int = 24) -> int:
             await _pass(engine, fakes, "2. resync after upstream changes")
             await _pass(engine, fakes, "3. resync with nothing changed upstream")
 
-        rows = [r for ptype in fakes for r in await store.fetch("mirror", f"demo-{ptype}", 2)]
+        rows = [r for ptype in fakes for r in await store.mirror_sample(f"demo-{ptype}", limit=2)]
         _print("mirror (syncd.users, 2 rows per provider):")
         _table(
             [
@@ -86,9 +86,9 @@ async def run_demo(state_dir: str = ".syncd/demo", users: int = 24) -> int:
             ],
             ["PROVIDER", "USER", "USERNAME", "DISPLAY NAME", "EMAIL", "KIND", "STATE"],
         )
-        counts = await store.fetch("event_counts")
+        counts = await store.event_counts()
         _print("\noutbox events by type: " + ", ".join(f"{r['type']}={r['n']}" for r in counts))
-        events = await store.fetch("sample_events")
+        events = await store.sample_events()
         _print("an update and a deletion of each provider (syncd.outbox):")
         _table(
             [(r["type"], r["aggregateid"], _short_patch(r["payload"]["patch"])) for r in events],

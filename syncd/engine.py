@@ -196,7 +196,7 @@ class Engine:
         stack = contextlib.AsyncExitStack()
         try:
             conn = await stack.enter_async_context(
-                self.store.listen("syncd_provider_state", self.apply_remote_pause)
+                self.store.listen({"syncd_provider_state": self.apply_remote_pause})
             )
         except StoreUnavailable as exc:
             log.warning("engine.listen_failed", error=str(exc))
@@ -300,7 +300,7 @@ class Engine:
         rt = self.runtime(provider)
         rt.pause_checked = False
         report = PassReport(provider, trigger)
-        for gone in await self.store.fetch("abandon_runs", provider):
+        for gone in await self.store.abandon_runs(provider):
             log.warning(
                 "sync.run_abandoned",
                 provider=provider,
@@ -355,7 +355,7 @@ class Engine:
         while True:
             await asyncio.sleep(max(lease / 3, 0.1))
             try:
-                await self.store.execute("renew_leases", self.replica, provider, lease, run_id)
+                await self.store.renew_leases(self.replica, provider, lease_seconds=lease, run_id=run_id)
             except StoreUnavailable:
                 pass  # the pass itself will notice; the leases then simply expire
             except Exception as exc:  # a failed renewal must not end the renewals
@@ -380,9 +380,7 @@ class Engine:
         outcomes = await self._fetch_all(rt, batch)
         plan = await self.plan(rt, outcomes)
         if plan.rehash:
-            await self.store.execute(
-                "rehash", rt.name, [u for u, _ in plan.rehash], [h for _, h in plan.rehash]
-            )
+            await self.store.rehash(rt.name, plan.rehash)
         deletions.extend(plan.deletions)
         counts, came_back = plan.counts, plan.came_back
         refused = await self._write(rt, plan.changes, plan.targets, {t["user_id"]: t for t in batch})
@@ -395,7 +393,7 @@ class Engine:
             report.counts[k] += v
         if came_back:
             # users that answer again after 404s: a held or rejected deletion is moot
-            await self.store.execute("clear_pending_deletions", rt.name, came_back)
+            await self.store.clear_pending_deletions(rt.name, came_back)
         if progress is not None:
             progress(len(batch))
         refusals = [o.error for o in outcomes if isinstance(o.error, AuthError)]
@@ -431,7 +429,7 @@ class Engine:
         rt = self.runtimes.get(report.provider)
         if rt is not None and rt.gate.circuit.state != rt.circuit_recorded:
             try:
-                await self.store.execute("set_circuit", rt.name, rt.gate.circuit.state)
+                await self.store.set_circuit(rt.name, rt.gate.circuit.state)
                 rt.circuit_recorded = rt.gate.circuit.state
             except StoreUnavailable:
                 pass
@@ -439,7 +437,9 @@ class Engine:
             metrics.LAST_SUCCESS.labels(report.provider).set_to_current_time()
         try:
             if report.run_id is not None:
-                await self.store.finish_run(report.run_id, report.status, report.counts, report.error)
+                await self.store.finish_run(
+                    report.run_id, status=report.status, counts=report.counts, error=report.error
+                )
         except StoreUnavailable as exc:
             bound.warning("sync.run_not_recorded", error=str(exc))
         try:
@@ -627,7 +627,7 @@ class Engine:
             await self._note_deletions(rt.name, verdict.already_held, "deletion_held")
         report.counts["held"] += len(verdict.hold) + len(verdict.already_held)
         if verdict.mass_held:
-            await self.store.execute("hold_deletions", rt.name, verdict.hold, report.run_id)
+            await self.store.hold_deletions(rt.name, verdict.hold, run_id=report.run_id)
             await self._note_deletions(rt.name, verdict.hold, "deletion_held")
             log.error(
                 "sync.mass_deletion_held",
@@ -645,17 +645,13 @@ class Engine:
         """The mass-deletion guard's verdict (pure) on the mirror as it is now."""
         if not ids:
             return DeletionVerdict([], [], [], [])
-        decided = {
-            r["user_id"]: r["rejected"]
-            for r in await self.store.fetch("decided_deletions", rt.name, list(ids))
-        }
-        row = await self.store.fetchrow("live_count", rt.name, rt.config.interval)
-        live, recent, pending = (row["live"], row["recently_deleted"], row["held"]) if row else (0, 0, 0)
-        return guard_deletions(ids, decided, live, recent, pending, self.settings(rt))
+        decided = await self.store.decided_deletions(rt.name, ids)
+        counts = await self.store.mirror_counts(rt.name, window=rt.config.interval)
+        return guard_deletions(ids, decided, *counts, self.settings(rt))
 
     async def _note_deletions(self, provider: str, ids: Sequence[str], status: str) -> None:
         """Show on the targets that their deletion waits for an admin, or was refused."""
-        await self.store.execute("set_target_status", provider, list(ids), status, DELETION_NOTES[status])
+        await self.store.set_target_status(provider, ids, status, DELETION_NOTES[status])
 
     async def decide_held_deletions(
         self, provider: str, ids: Sequence[str], *, approve: bool
@@ -668,21 +664,16 @@ class Engine:
         them in the mirror while they answer 404. Returns (deleted or
         rejected, kept because they came back, busy in a pass)."""
         rt = self.runtime(provider)
-        leased = [
-            r["user_id"]
-            for r in await self.store.fetch(
-                "lease_ids", provider, self.replica, self.config.sync.lease, list(ids)
-            )
-        ]
+        leased = await self.store.lease_ids(provider, self.replica, self.config.sync.lease, ids)
         busy = len(ids) - len(leased)
         try:
             if not approve:
-                await self.store.execute("reject_deletions", provider, leased)
+                await self.store.reject_deletions(provider, leased)
                 await self._note_deletions(provider, leased, "deletion_rejected")
                 return len(leased), 0, busy
-            still_gone = [r["user_id"] for r in await self.store.fetch("still_not_found", provider, leased)]
+            still_gone = await self.store.still_not_found(provider, leased)
             deleted = await self.delete_users(rt, still_gone)
-            await self.store.execute("clear_pending_deletions", provider, leased)
+            await self.store.clear_pending_deletions(provider, leased)
             return deleted, len(leased) - len(still_gone), busy
         finally:
             await self.store.release_leases(self.replica, provider)
@@ -706,7 +697,7 @@ class Engine:
             for part, _ in changes.split(TargetUpdates.empty(), self.config.sync.write_batch_bytes):
                 await self.store.write_batch(rt.name, self.replica, part, TargetUpdates.empty())
             metrics.EVENTS.labels(rt.name, "user.deleted").inc(len(changes))
-        await self.store.execute("set_target_status", rt.name, list(ids), "deleted", None)
+        await self.store.set_target_status(rt.name, ids, "deleted", None)
         return len(changes)
 
     # -- dry run ---------------------------------------------------------------------
@@ -725,8 +716,8 @@ class Engine:
         deletions: list[str] = []
         after = ""
         while True:
-            targets = await self.store.fetch(
-                "peek_targets", provider, list(only) if only else None, self.config.sync.batch_size, after
+            targets = await self.store.peek_targets(
+                provider, only=only, limit=self.config.sync.batch_size, after=after
             )
             if not targets:
                 break

@@ -232,7 +232,7 @@ async def test_a_mass_deletion_is_held_until_an_admin_approves(store, zitadel, m
     assert report.counts["held"] == 5 and report.counts["deleted"] == 0
     assert await n_events(store, "user.deleted") == 0
     assert await store.pool.fetchval("SELECT count(*) FROM syncd.users WHERE deleted_at IS NOT NULL") == 0
-    held = await store.fetch("pending_deletions", "zitadel")
+    held = await store.pending_deletions("zitadel")
     assert sorted(r["user_id"] for r in held) == sorted(ids[:5])
     [err] = [e for e in logs if e["event"] == "sync.mass_deletion_held"]
     assert err["would_delete"] == 5 and err["log_level"] == "error"
@@ -241,11 +241,11 @@ async def test_a_mass_deletion_is_held_until_an_admin_approves(store, zitadel, m
     zitadel.users[ids[0]] = zitadel.dialect.make_user(0)
     await resync(engine)
     # it answered again, so its held deletion is forgotten
-    assert sorted(r["user_id"] for r in await store.fetch("pending_deletions", "zitadel")) == sorted(ids[1:5])
+    assert sorted(r["user_id"] for r in await store.pending_deletions("zitadel")) == sorted(ids[1:5])
     deleted, kept, busy = await engine.decide_held_deletions("zitadel", ids[:5], approve=True)
     assert (deleted, kept, busy) == (4, 1, 0)
     assert await n_events(store, "user.deleted") == 4
-    assert await store.fetch("pending_deletions", "zitadel") == []
+    assert await store.pending_deletions("zitadel") == []
 
 
 async def test_a_held_deletion_waits_for_approval_however_the_passes_fall(
@@ -270,10 +270,10 @@ async def test_a_held_deletion_waits_for_approval_however_the_passes_fall(
     assert await n_events(store, "user.deleted") == 0
 
     # a pass holds ids[0] right now: the admin's approval leaves it for later
-    await store.fetch("lease_ids", "zitadel", "some-pass", 60, [ids[0]])
+    await store.lease_ids("zitadel", "some-pass", 60, [ids[0]])
     deleted, kept, busy = await engine.decide_held_deletions("zitadel", ids[:4], approve=True)
     assert (deleted, kept, busy) == (3, 0, 1)
-    assert sorted(r["user_id"] for r in await store.fetch("pending_deletions", "zitadel")) == [ids[0]]
+    assert sorted(r["user_id"] for r in await store.pending_deletions("zitadel")) == [ids[0]]
 
 
 async def test_a_small_deletion_below_the_guard_goes_through(store, zitadel, make_config, engine_for):

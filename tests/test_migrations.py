@@ -7,9 +7,8 @@ import asyncio
 import asyncpg
 import pytest
 
-from syncd import store as store_mod
 from syncd.errors import SyncdError
-from syncd.store import Store, migrations, queries
+from syncd.store import Store, migrations, migrator, queries
 
 EXPECTED_COLUMNS = {
     "users": {
@@ -159,7 +158,7 @@ async def schema_before(store: Store, version: str, monkeypatch: pytest.MonkeyPa
     only the files older than ``version``."""
     old = [m for m in migrations() if m.version < version]
     with monkeypatch.context() as m:
-        m.setattr(store_mod, "migrations", lambda: old)
+        m.setattr(migrator, "migrations", lambda: old)
         await store.migrate()
 
 

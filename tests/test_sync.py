@@ -278,7 +278,7 @@ async def test_outbox_inserts_notify_listeners(store, zitadel, make_config, engi
     engine = await engine_for(make_config(zitadel))
     await store.add_targets("zitadel", ids)
     got: list[str] = []
-    async with store.listen("syncd_outbox", got.append):
+    async with store.listen({"syncd_outbox": got.append}):
         await engine.sync("zitadel")
         await wait_for(lambda: got)
     assert sum(int(p) for p in got) == 4

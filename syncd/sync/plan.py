@@ -196,11 +196,11 @@ def _plan_not_found(
     if t["content_hash"] is None or t["deleted_at"] is not None:
         plan.targets.add(uid, "not_found", next_in=spread(settings.interval))
         return
-    nf_count = t["not_found_count"] + 1
-    nf_since = t["not_found_since"] or now
-    confirmed = nf_count >= settings.delete_confirmations and (
+    not_found_count = t["not_found_count"] + 1
+    not_found_since = t["not_found_since"] or now
+    confirmed = not_found_count >= settings.delete_confirmations and (
         settings.delete_confirmations == 1
-        or (now - nf_since).total_seconds() >= settings.delete_confirm_after
+        or (now - not_found_since).total_seconds() >= settings.delete_confirm_after
     )
     if confirmed:
         plan.deletions.append((t, uid))
@@ -208,7 +208,7 @@ def _plan_not_found(
     else:
         status, next_in = "not_found_unconfirmed", min(settings.delete_confirm_after, settings.interval)
     plan.targets.add(
-        uid, status, next_in=next_in, nf_count=nf_count, nf_since=nf_since, error="provider answered 404"
+        uid, status, next_in=next_in, not_found_count=not_found_count, not_found_since=not_found_since, error="provider answered 404"
     )
 
 
@@ -250,8 +250,8 @@ def note_failure(
         next_in=spread(retry),
         error=str(err)[:1000],
         failed=True,
-        nf_count=target["not_found_count"],
-        nf_since=target["not_found_since"],
+        not_found_count=target["not_found_count"],
+        not_found_since=target["not_found_since"],
     )
 
 

@@ -1,0 +1,136 @@
+"""What one write statement carries: a batch's events and its targets' bookkeeping."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class ChangeSet:
+    """The events of a batch, for the ``write_batch`` statement.
+
+    A batch goes to PostgreSQL as ONE jsonb document (a list of rows), encoded
+    by a single orjson call, rather than as a dozen arrays: asyncpg inspects
+    every element of an array parameter in Python, which cost more than
+    everything else syncd does for a created user but fetch and parse it."""
+
+    user_ids: list[str]
+    event_ids: list[str]
+    types: list[str]
+    rows: list[tuple[Any, ...]]
+    #: about how many bytes of JSON each row's payload is (to split a batch)
+    sizes: list[int]
+
+    @classmethod
+    def empty(cls) -> ChangeSet:
+        return cls([], [], [], [], [])
+
+    def add(
+        self,
+        user_id: str,
+        event_id: str,
+        type_: str,
+        payload: dict[str, Any],
+        content_hash: str | None,
+        *,
+        size: int = 0,
+    ) -> None:
+        self.user_ids.append(user_id)
+        self.event_ids.append(event_id)
+        self.types.append(type_)
+        self.rows.append((user_id, event_id, type_, payload, content_hash))
+        self.sizes.append(size)
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def param(self) -> bytes:
+        """``[[user_id, event_id, type, payload, content_hash], …]`` as JSON."""
+        return orjson.dumps(self.rows)
+
+    def subset(self, user_ids: Sequence[str]) -> ChangeSet:
+        """The events of these users only."""
+        keep = set(user_ids)
+        out = ChangeSet.empty()
+        for i, uid in enumerate(self.user_ids):
+            if uid in keep:
+                out.user_ids.append(uid)
+                out.event_ids.append(self.event_ids[i])
+                out.types.append(self.types[i])
+                out.rows.append(self.rows[i])
+                out.sizes.append(self.sizes[i])
+        return out
+
+    def split(self, done: TargetUpdates, budget: int) -> list[tuple[ChangeSet, TargetUpdates]]:
+        """The batch as writes of at most ``budget`` bytes of events each (one
+        user's events and target row always in the same write, so each write
+        is atomic for its users). Nearly always one part: the batch itself."""
+        if sum(self.sizes) <= budget:
+            return [(self, done)]
+        size = dict(zip(self.user_ids, self.sizes, strict=True))
+        users = list(dict.fromkeys([*self.user_ids, *done.user_ids()]))
+        parts: list[list[str]] = [[]]
+        used = 0
+        for uid in users:
+            n = size.get(uid, 0)
+            if parts[-1] and used + n > budget:
+                parts.append([])
+                used = 0
+            parts[-1].append(uid)
+            used += n
+        return [(self.subset(p), done.subset(p)) for p in parts]
+
+
+@dataclass(slots=True)
+class TargetUpdates:
+    """The bookkeeping of a batch (one row per leased target), for the
+    ``write_batch`` statement; sent as one jsonb document like ``ChangeSet``."""
+
+    statuses: list[str]
+    rows: list[tuple[Any, ...]]
+
+    @classmethod
+    def empty(cls) -> TargetUpdates:
+        return cls([], [])
+
+    def add(
+        self,
+        user_id: str,
+        status: str,
+        *,
+        next_in: float,
+        error: str | None = None,
+        not_found_count: int = 0,
+        not_found_since: datetime | None = None,
+        failed: bool = False,
+        body_hash: str | None = None,
+    ) -> None:
+        self.statuses.append(status)
+        self.rows.append(
+            (user_id, status, error, next_in, not_found_count, not_found_since, failed, body_hash)
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def param(self) -> bytes:
+        """``[[user_id, status, error, next_in, not_found_count, not_found_since, failed, body_hash], …]``."""
+        return orjson.dumps(self.rows)
+
+    def user_ids(self) -> list[str]:
+        return [r[0] for r in self.rows]
+
+    def subset(self, user_ids: Sequence[str]) -> TargetUpdates:
+        """The rows of these users only."""
+        keep = set(user_ids)
+        out = TargetUpdates.empty()
+        for status, row in zip(self.statuses, self.rows, strict=True):
+            if row[0] in keep:
+                out.statuses.append(status)
+                out.rows.append(row)
+        return out
