@@ -40,9 +40,10 @@ from bench.common import (
 )
 from syncd import config as config_mod
 from syncd import logs
-from syncd.engine import Engine, open_runtime
+from syncd.engine import Engine
 from syncd.process import tune_gc
 from syncd.store import Store
+from syncd.sync.runtime import open_runtime
 
 TOKEN_ENV = "SYNCD_BENCH_TOKEN"
 T = TypeVar("T")

@@ -423,8 +423,9 @@ async def _check_provider(pc: ProviderBase, store: Store | None) -> bool:
     line names the URL tried), within its shared Retry-After pause: a paused
     provider is not contacted, and a 429 the check gets is shared with the
     daemons (not waited out here)."""
-    from syncd.engine import open_runtime, share_pause
     from syncd.providers.base import CheckFailed
+    from syncd.sync.pauses import share_pause
+    from syncd.sync.runtime import open_runtime
 
     label = f"provider {pc.name} ({pc.type})"  # type: ignore[attr-defined]
     if store is not None:

@@ -49,7 +49,7 @@ ignore_fields = ["details.changeDate"]
 
 
 async def test_per_request_limits_reach_the_http_client(monkeypatch):
-    from syncd.engine import open_runtime
+    from syncd.sync.runtime import open_runtime
 
     monkeypatch.setenv("Z_TOKEN", "t")
     cfg = config.from_dict({"providers": [{**BASE, "request_timeout": "5s", "max_body_bytes": 4096}]})

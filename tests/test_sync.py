@@ -9,9 +9,11 @@ import asyncpg
 import jsonpatch
 import pytest
 
-from syncd import engine as engine_mod
 from syncd.engine import Engine
 from syncd.store import Store
+from syncd.sync import fetch as fetch_mod
+from syncd.sync.fetch import fetch_batch
+from syncd.sync.runner import plan_outcomes
 from tests.conftest import wait_for
 
 
@@ -218,9 +220,9 @@ async def test_writing_the_same_change_twice_inserts_one_event_and_one_mirror_wr
     await store.add_targets("zitadel", ids)
     rt = a.runtime("zitadel")
     leased = await store.lease_due("zitadel", "a", 60, 100)
-    outcomes = await a._fetch_all(rt, leased)
-    plan_a = await a.plan(rt, outcomes)
-    plan_b = await b.plan(b.runtime("zitadel"), outcomes)
+    outcomes = await fetch_batch(rt, leased)
+    plan_a = await plan_outcomes(store, rt, a.config.sync, outcomes)
+    plan_b = await plan_outcomes(store, b.runtime("zitadel"), b.config.sync, outcomes)
     changes_a, done_a, changes_b, done_b = plan_a.changes, plan_a.targets, plan_b.changes, plan_b.targets
     assert changes_a.event_ids == changes_b.event_ids
 
@@ -261,8 +263,8 @@ async def test_a_writer_whose_lease_was_taken_over_writes_nothing(store, zitadel
     await store.make_due("zitadel", None)
     # a leases and fetches v2, then stalls past its lease
     leased = await store.lease_due("zitadel", "a", 60, 100)
-    outcomes = await a._fetch_all(a.runtime("zitadel"), leased)
-    stale_plan = await a.plan(a.runtime("zitadel"), outcomes)
+    outcomes = await fetch_batch(a.runtime("zitadel"), leased)
+    stale_plan = await plan_outcomes(store, a.runtime("zitadel"), a.config.sync, outcomes)
     stale, stale_done = stale_plan.changes, stale_plan.targets
     await store.pool.execute("UPDATE syncd.targets SET lease_expires_at = now() - interval '1 second'")
     zitadel.modify(ids[0])  # v3, which b syncs
@@ -710,16 +712,16 @@ async def test_a_crashing_fetch_worker_leaves_no_request_in_flight(
     ids = zitadel.seed(2)
     engine = await engine_for(make_config(zitadel, concurrency=8))
     rt = engine.runtime("zitadel")
-    real = engine_mod._record
+    real = fetch_mod.record_of
 
     def buggy(rt, identity):
         if identity.user_id == ids[0]:
             raise RuntimeError("a bug in mapping")
         return real(rt, identity)
 
-    monkeypatch.setattr(engine_mod, "_record", buggy)
+    monkeypatch.setattr(fetch_mod, "record_of", buggy)
     zitadel.inject("slow", delay=1, only_path=ids[1])  # still waiting on the fake when ids[0] crashes
     targets = [{"user_id": uid, "content_hash": None, "deleted_at": None} for uid in ids[:2]]
     with pytest.raises(RuntimeError, match="a bug in mapping"):
-        await engine._fetch_all(rt, targets)
+        await fetch_batch(rt, targets)
     assert rt.gate.in_flight == 0

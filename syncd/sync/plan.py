@@ -208,7 +208,12 @@ def _plan_not_found(
     else:
         status, next_in = "not_found_unconfirmed", min(settings.delete_confirm_after, settings.interval)
     plan.targets.add(
-        uid, status, next_in=next_in, not_found_count=not_found_count, not_found_since=not_found_since, error="provider answered 404"
+        uid,
+        status,
+        next_in=next_in,
+        not_found_count=not_found_count,
+        not_found_since=not_found_since,
+        error="provider answered 404",
     )
 
 
