@@ -13,11 +13,11 @@ import socket
 from collections.abc import Callable, Sequence
 
 from syncd.config import Config
+from syncd.model.events import EVENT_NAMESPACE, event_id
 from syncd.store import Store
 from syncd.sync.deletions import DeletionGuard
 from syncd.sync.dry_run import dry_run
 from syncd.sync.pauses import PeerPauses, share_pause
-from syncd.sync.plan import EVENT_NAMESPACE, event_id
 from syncd.sync.report import PassReport
 from syncd.sync.runner import PassServices, SyncPass
 from syncd.sync.runtime import ProviderRuntime, open_runtime

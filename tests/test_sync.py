@@ -612,7 +612,7 @@ def test_event_ids_are_the_uuid5_of_the_change():
     import uuid
     from datetime import UTC, datetime
 
-    from syncd.engine import EVENT_NAMESPACE, event_id
+    from syncd.model.events import EVENT_NAMESPACE, event_id
 
     marker = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     name = "\x1f".join(["zitadel", "42", "updated", "a" * 64, "b" * 64, marker.isoformat()])

@@ -11,9 +11,10 @@ import structlog
 
 from syncd import metrics
 from syncd.config import SyncConfig
+from syncd.model.events import event_id, event_payload, record_from_row
 from syncd.model.status import EventType, TargetStatus
 from syncd.store import ChangeSet, Store, TargetUpdates
-from syncd.sync.plan import DeletionVerdict, event_id, event_payload, guard_deletions, record_from_row
+from syncd.sync.plan import DeletionVerdict, guard_deletions
 from syncd.sync.report import PassReport
 from syncd.sync.runtime import ProviderRuntime, plan_settings
 from syncd.timeutil import utcnow
@@ -126,7 +127,9 @@ def deletion_events(
         if row["deleted_at"] is not None:
             continue
         before = record_from_row(row)
-        payload = event_payload(settings, user_id, row["source_version"], before, None, observed)
+        payload = event_payload(
+            settings.provider, settings.provider_type, user_id, row["source_version"], before, None, observed
+        )
         eid = event_id(runtime.name, user_id, "deleted", row["content_hash"], None, row["changed_at"])
         size = len(orjson.dumps(payload["before"]))
         changes.add(user_id, eid, EventType.DELETED, payload, row["content_hash"], size=size)

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from syncd.diff import patch
+from syncd.model.events import event_patch, record_from_row
 from syncd.model.status import EventType, TargetStatus
 from syncd.sync.fetch import fetch_batch
-from syncd.sync.plan import BatchPlan, Outcome, event_patch, record_from_row
+from syncd.sync.plan import BatchPlan, Outcome
 from syncd.sync.report import PassReport
 from syncd.sync.runner import PassServices, plan_outcomes
 from syncd.sync.runtime import ProviderRuntime

@@ -11,9 +11,7 @@ disagree with the pass it previews.
 
 from __future__ import annotations
 
-import hashlib
 import random
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,28 +20,25 @@ from typing import Any
 import orjson
 import structlog
 
-from syncd.diff import patch, record_hash
+from syncd.diff import record_hash
 from syncd.errors import CircuitOpen, DocumentRefused, NotFound, ProviderError
-from syncd.identity import Identity
+from syncd.model.events import event_id, event_payload, record_from_row
+from syncd.model.status import EventType, TargetStatus
 from syncd.store import RUN_COUNTS, ChangeSet, TargetUpdates
 
 log = structlog.get_logger("syncd.sync")
 
-#: namespace of the deterministic outbox event ids (uuid5)
-EVENT_NAMESPACE = uuid.UUID("6f1c1d3e-5b8a-4c47-9a52-3e0c2b9d7a11")
-_EVENT_NAMESPACE_BYTES = EVENT_NAMESPACE.bytes
-
 #: the pass count a target row's status was counted under
-STATUS_COUNTS = {
-    "unchanged": "unchanged",
-    "not_found": "not_found",
-    "not_found_unconfirmed": "not_found",
-    "deleting": "not_found",
+STATUS_COUNTS: dict[str, str] = {
+    TargetStatus.UNCHANGED: "unchanged",
+    TargetStatus.NOT_FOUND: "not_found",
+    TargetStatus.NOT_FOUND_UNCONFIRMED: "not_found",
+    TargetStatus.DELETING: "not_found",
 }
 
 #: target statuses of a user whose document was refused (too large, too deep,
 #: refused by PostgreSQL); after quarantine_after of them in a row: quarantined
-REFUSED = frozenset({"refused", "quarantined"})
+REFUSED = frozenset({TargetStatus.REFUSED, TargetStatus.QUARANTINED})
 
 
 @dataclass
@@ -132,12 +127,14 @@ def plan_batch(
         if o.same_body:
             counts["fetched"] += 1
             counts["unchanged"] += 1
-            done.add(uid, "unchanged", next_in=spread(settings.interval), body_hash=o.body_hash)
+            done.add(uid, TargetStatus.UNCHANGED, next_in=spread(settings.interval), body_hash=o.body_hash)
         elif o.record is not None:
             counts["fetched"] += 1
             if t["content_hash"] == o.content_hash and t["deleted_at"] is None:
                 counts["unchanged"] += 1
-                done.add(uid, "unchanged", next_in=spread(settings.interval), body_hash=o.body_hash)
+                done.add(
+                    uid, TargetStatus.UNCHANGED, next_in=spread(settings.interval), body_hash=o.body_hash
+                )
             else:
                 _plan_change(plan, o, rows.get(uid), settings, observed, spread)
         elif isinstance(o.error, NotFound):
@@ -176,12 +173,14 @@ def _plan_change(
         # (ignore_fields edited): no event
         plan.rehash.append((uid, h))
         plan.counts["unchanged"] += 1
-        plan.targets.add(uid, "unchanged", next_in=spread(settings.interval), body_hash=o.body_hash)
+        plan.targets.add(
+            uid, TargetStatus.UNCHANGED, next_in=spread(settings.interval), body_hash=o.body_hash
+        )
         return
     kind, eid, payload = event
     # an update's event holds before, after and the patch
     size = len(o.record or b"") * (1 if kind == "created" else 3)
-    plan.changes.add(uid, eid, f"user.{kind}", payload, h, size=size)
+    plan.changes.add(uid, eid, EventType.of(kind), payload, h, size=size)
     plan.targets.add(uid, kind, next_in=spread(settings.interval), body_hash=o.body_hash)
     plan.counts[kind] += 1
 
@@ -194,7 +193,7 @@ def _plan_not_found(
     uid = t["user_id"]
     plan.counts["not_found"] += 1
     if t["content_hash"] is None or t["deleted_at"] is not None:
-        plan.targets.add(uid, "not_found", next_in=spread(settings.interval))
+        plan.targets.add(uid, TargetStatus.NOT_FOUND, next_in=spread(settings.interval))
         return
     not_found_count = t["not_found_count"] + 1
     not_found_since = t["not_found_since"] or now
@@ -204,9 +203,12 @@ def _plan_not_found(
     )
     if confirmed:
         plan.deletions.append((t, uid))
-        status, next_in = "deleting", spread(settings.interval)
+        status, next_in = TargetStatus.DELETING, spread(settings.interval)
     else:
-        status, next_in = "not_found_unconfirmed", min(settings.delete_confirm_after, settings.interval)
+        status, next_in = (
+            TargetStatus.NOT_FOUND_UNCONFIRMED,
+            min(settings.delete_confirm_after, settings.interval),
+        )
     plan.targets.add(
         uid,
         status,
@@ -234,10 +236,10 @@ def note_failure(
     if isinstance(err, DocumentRefused):
         # quarantined once refused again and again: the failures before this
         # one must be refusals too (an outage's errors don't count)
-        status, retry = "refused", backoff
+        status, retry = TargetStatus.REFUSED, backoff
         if attempts >= settings.quarantine_after and (settings.quarantine_after == 1 or last in REFUSED):
-            status, retry = "quarantined", settings.interval
-            if last != "quarantined":
+            status, retry = TargetStatus.QUARANTINED, settings.interval
+            if last != TargetStatus.QUARANTINED:
                 log.error(
                     "user.quarantined",
                     provider=settings.provider,
@@ -246,7 +248,7 @@ def note_failure(
                     error=str(err),
                 )
     else:
-        status, retry = "error", backoff
+        status, retry = TargetStatus.ERROR, backoff
         if isinstance(err, CircuitOpen):
             retry = min(retry, settings.circuit_cooldown)
     done.add(
@@ -301,43 +303,6 @@ def guard_deletions(
     return DeletionVerdict(new, [], already_held, rejected)
 
 
-def event_id(
-    provider: str,
-    user_id: str,
-    kind: str,
-    before_hash: str | None,
-    after_hash: str | None,
-    marker: datetime | None,
-) -> str:
-    """Deterministic: two writers racing on the same change compute the same id
-    (and the outbox's primary key lets only one in). ``marker`` is a timestamp
-    both racing writers read but a later identical change cannot share: it
-    tells A→B apart from a later A→B after B→A.
-
-    It is ``str(uuid.uuid5(EVENT_NAMESPACE, name))``, built from the SHA-1 by
-    hand and returned as text, which asyncpg encodes without a UUID object."""
-    name = "\x1f".join(
-        (
-            provider,
-            user_id,
-            kind,
-            before_hash or "",
-            after_hash or "",
-            marker.isoformat() if marker else "",
-        )
-    )
-    digest = bytearray(hashlib.sha1(_EVENT_NAMESPACE_BYTES + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def record_from_row(row: Any) -> dict[str, Any]:
-    """The mirror row as the record document it was written from."""
-    return Identity.from_doc(dict(row.items())).to_doc()
-
-
 def change_kind(content_hash: str | None, deleted_at: datetime | None) -> str:
     """What a differing fetch means, given the user's mirror row."""
     if content_hash is None:
@@ -356,13 +321,17 @@ def change_event(
         # is built by the store (see write_batch in queries.sql); so is a
         # mirror row that vanished since the lease
         kind = "created"
-        payload = event_payload(settings, uid, o.version, None, orjson.Fragment(record), observed)
+        payload = event_payload(
+            settings.provider, settings.provider_type, uid, o.version, None, orjson.Fragment(record), observed
+        )
     else:
         after = orjson.loads(record)
         before = record_from_row(row)
         if kind == "updated" and record_hash(before, settings.ignore) == record_hash(after, settings.ignore):
             return None
-        payload = event_payload(settings, uid, o.version, before, after, observed)
+        payload = event_payload(
+            settings.provider, settings.provider_type, uid, o.version, before, after, observed
+        )
     # what tells this change apart from an identical earlier one: for an update
     # or restore the mirror row's changed_at; for a creation (also of a mirror
     # row that vanished) when the target was last synced, or, never synced,
@@ -370,37 +339,3 @@ def change_event(
     created_marker = t["last_synced_at"] or t.get("added_at")
     marker = created_marker if kind == "created" else t["changed_at"]
     return kind, event_id(settings.provider, uid, kind, t["content_hash"], h, marker), payload
-
-
-def event_payload(
-    settings: PlanSettings,
-    user_id: str,
-    version: str | None,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | orjson.Fragment | None,
-    observed: str,
-) -> dict[str, Any]:
-    """An outbox event's payload. The patch is left out of a creation: the
-    store builds it from ``after`` so the document is sent only once (and
-    ``after`` may then be the record's canonical JSON, as an orjson Fragment)."""
-    payload: dict[str, Any] = {
-        "provider": settings.provider,
-        "provider_type": settings.provider_type,
-        "user_id": user_id,
-        "version": version,
-        "before": before,
-        "after": after,
-        "observed_at": observed,
-    }
-    if before is not None:
-        assert not isinstance(after, orjson.Fragment), "only a creation's record is passed as bytes"
-        payload["patch"] = patch(before, after)
-    return payload
-
-
-def event_patch(payload: dict[str, Any], record: bytes) -> list[dict[str, Any]]:
-    """The event's JSON Patch as consumers read it; a creation's is built by
-    the store (one "add" of the whole ``record`` at the root)."""
-    if "patch" in payload:
-        return list(payload["patch"])
-    return patch(None, orjson.loads(record))

@@ -10,13 +10,12 @@ import orjson
 from syncd.diff import record_json_and_hash
 from syncd.errors import CircuitOpen, DocumentRefused, NotFound, TransientError
 from syncd.identity import Identity
+from syncd.model.events import event_patch, record_from_row
 from syncd.sync.plan import (
     Outcome,
     PlanSettings,
-    event_patch,
     guard_deletions,
     plan_batch,
-    record_from_row,
     rows_needed,
 )
 
