@@ -139,7 +139,7 @@ async def zitadel(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeProvider
 
 
 @pytest.fixture
-def make_config(db_url: str) -> Callable[..., Config]:
+def make_config(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Config]:
     """Build a Config syncing from the given fakes (one provider each)."""
 
     def build(
@@ -150,7 +150,7 @@ def make_config(db_url: str) -> Callable[..., Config]:
         providers = []
         for item in fakes:
             name, f = item if isinstance(item, tuple) else (item.dialect.type, item)
-            os.environ[TOKEN_ENV] = f.token
+            monkeypatch.setenv(TOKEN_ENV, f.token)
             providers.append({**f.provider_config(name, token_env=TOKEN_ENV), **provider_overrides})
         data = {
             "database": {"url": db_url},
