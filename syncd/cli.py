@@ -527,10 +527,7 @@ async def cmd_outbox(cfg: Config, args: argparse.Namespace) -> int:
             seconds = parse_duration(args.older_than)
             events = await store.prune_outbox(seconds, include_unprocessed=args.include_unprocessed)
             runs = await store.prune_runs(seconds)
-            print(
-                f"pruned {events} event(s) and {runs} sync run(s) "
-                f"older than {args.older_than}"
-            )
+            print(f"pruned {events} event(s) and {runs} sync run(s) older than {args.older_than}")
             return EXIT_OK
         # claim: print a batch as JSON lines and mark it processed, in one transaction
         await store.claim_events(args.limit, _print_events, mark=not args.peek)
