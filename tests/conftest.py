@@ -26,7 +26,7 @@ import pytest
 import structlog
 
 from syncd import config as config_mod
-from syncd import embedded
+from syncd import embedded, redact
 from syncd.config import Config
 from syncd.engine import Engine
 from syncd.store import Store
@@ -39,6 +39,13 @@ TOKEN_ENV = "SYNCD_TEST_TOKEN"
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(autouse=True)
+def _no_secrets_from_earlier_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no registered secrets: a secret an earlier test
+    loaded (a token such as "wrong") would be scrubbed from this test's text."""
+    monkeypatch.setattr(redact, "_SECRET_VALUES", ())
 
 
 @pytest.fixture(scope="session")
