@@ -16,6 +16,7 @@ from syncd.store.mirror import Mirror
 from syncd.store.outbox import Outbox
 from syncd.store.provider_state import PAUSE_CLEARED, PauseState, ProviderState
 from syncd.store.runs import RUN_COUNTS, Runs
+from syncd.store.server import recreate_database
 from syncd.store.status import Status
 from syncd.store.targets import LeasedElsewhere, Targets
 
@@ -40,4 +41,5 @@ __all__ = [
     "migrations",
     "migrations_dir",
     "queries",
+    "recreate_database",
 ]
