@@ -46,7 +46,6 @@ async def test_two_replicas_share_2000_users_and_survive_a_kill_9(store, zitadel
     )
     assert {r["replica"] for r in by_replica if r["n"]} >= {"b"}
     fetched = [r for r in zitadel.user_requests() if "/v2/users/" in r.path]
-    # each user fetched once, plus at most the batch a killed replica had in flight
     # each user fetched once, plus what the killed replica had in flight:
     # the batch it was writing and the next one it was fetching (pipelined)
     assert len(fetched) <= 2000 + 2 * 100
