@@ -1,4 +1,5 @@
-"""``syncd status``: per provider, its targets, passes, failures and quarantine."""
+"""``syncd status``: per provider, its targets, passes, listings, failures
+and quarantine."""
 
 from __future__ import annotations
 
@@ -40,6 +41,17 @@ RUN_COLUMNS = (
     "FAILED",
     "HELD",
 )
+DISCOVERY_COLUMNS = (
+    "PROVIDER",
+    "LAST LISTING",
+    "VERDICT",
+    "LISTED",
+    "NEW",
+    "MISSING",
+    "LAST COMPLETE",
+    "NEXT",
+    "REASON",
+)
 #: the run record's counters, in RUN_COLUMNS' order
 RUN_COUNTERS = ("fetched", "created", "updated", "deleted", "unchanged", "failed", "held")
 
@@ -56,7 +68,11 @@ async def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         runs = await store.recent_runs(args.runs)
         errors = await store.recent_errors(10)
         quarantined = await store.quarantined_targets(20)
+        listings = await store.discovery_status()
     print_table([_provider_row(r) for r in rows], PROVIDER_COLUMNS)
+    if listings:
+        print("\ndiscovery (listings of each provider's users):")
+        print_table([_discovery_row(r) for r in listings], DISCOVERY_COLUMNS)
     if runs:
         print("\nrecent sync passes:")
         print_table([_run_row(r) for r in runs], RUN_COLUMNS)
@@ -83,6 +99,21 @@ def _provider_row(r: Any) -> tuple[Any, ...]:
         fmt_time(r["last_sync"]),
         _pause_cell(r["paused_until"], r["pause_reason"]),
         r["circuit"] or "closed",
+    )
+
+
+def _discovery_row(r: Any) -> tuple[Any, ...]:
+    running = r["leased_by"] is not None and r["lease_expires_at"] > utcnow()
+    return (
+        r["provider"],
+        fmt_time(r["started_at"]),
+        f"listing now ({r['leased_by']})" if running else (r["verdict"] or "-"),
+        r["listed"] if r["listed"] is not None else "-",
+        r["enrolled"] if r["enrolled"] is not None else "-",
+        r["missing"] if r["missing"] is not None else "-",
+        fmt_time(r["last_success_at"]),
+        fmt_time(r["next_at"]),
+        (r["reason"] or "")[:90],
     )
 
 
