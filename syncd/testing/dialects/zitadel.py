@@ -179,3 +179,6 @@ class ZitadelDialect:
 
     def provider_config(self, name: str, base_url: str, token_env: str) -> dict[str, Any]:
         return {"name": name, "type": "zitadel", "base_url": base_url, "token_env": token_env}
+
+
+DIALECT = ZitadelDialect
