@@ -1,5 +1,5 @@
-"""The sync engine: every configured provider's runtime, the shared pause
-listener, and the entry points that the daemon, ``syncd resync``, ``syncd
+"""The sync engine: every configured provider's runtime, the peers' pauses
+it hears, and the entry points that the daemon, ``syncd resync``, ``syncd
 deletions`` and ``syncd demo`` call. The work itself is in ``syncd.sync``:
 a pass (``runner``), its dry run, the fetch, the pure plan, the writer and
 the deletion guard."""
@@ -11,10 +11,13 @@ import os
 import random
 import socket
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from syncd.config import Config
+from syncd.http import RetryPolicy
 from syncd.model.events import EVENT_NAMESPACE, event_id
 from syncd.store import Store
+from syncd.store.listener import Notifications, Subscription
 from syncd.sync.deletions import DeletionGuard
 from syncd.sync.dry_run import dry_run
 from syncd.sync.pauses import PeerPauses, share_pause
@@ -23,13 +26,24 @@ from syncd.sync.runner import PassServices, SyncPass
 from syncd.sync.runtime import ProviderRuntime, open_runtime
 from syncd.sync.writer import BatchWriter
 
+#: connecting the LISTEN connection again after it went: 0.5 s, doubling up to
+#: 15 s (full jitter, so that replicas don't all come back at once)
+LISTEN_RETRY = RetryPolicy(backoff_base=0.5, backoff_cap=15.0)
+
 
 def default_replica() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(16):04x}"
 
 
 class Engine:
-    def __init__(self, store: Store, config: Config, *, replica: str | None = None) -> None:
+    """``listen``: hear other replicas' pauses on a LISTEN connection of the
+    engine's own (``syncd resync``, ``syncd deletions``, the demo). The daemon
+    passes False: it owns the process's one LISTEN connection and subscribes
+    the engine's ``subscriptions`` on it."""
+
+    def __init__(
+        self, store: Store, config: Config, *, replica: str | None = None, listen: bool = True
+    ) -> None:
         self.store = store
         self.config = config
         self.replica = replica or config.daemon.replica or default_replica()
@@ -44,6 +58,11 @@ class Engine:
             deletions=DeletionGuard(store, self.replica, sync),
             writer=BatchWriter(store, self.replica, sync),
         )
+        self._notifications: Notifications | None = None
+        if listen:
+            self._notifications = Notifications(store, backoff=LISTEN_RETRY.backoff)
+            for subscription in self.subscriptions:
+                self._notifications.subscribe(subscription)
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -51,9 +70,12 @@ class Engine:
             runtime = open_runtime(provider)
             runtime.gate.on_pause = share_pause(self.store, provider.name)
             self.runtimes[provider.name] = runtime
-        await self.pauses.listen()
+        if self._notifications is not None:
+            await self._notifications.start()
 
     async def close(self) -> None:
+        if self._notifications is not None:
+            await self._notifications.close()
         await self.pauses.close()
         for runtime in self.runtimes.values():
             await runtime.close()
@@ -66,21 +88,28 @@ class Engine:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # -- the peers' pauses (the daemon watches the listener) ------------------------
+    # -- the peers' pauses --------------------------------------------------------------
     @property
-    def listening(self) -> bool:
-        return self.pauses.listening
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The channels the engine hears, for whoever owns the LISTEN connection."""
+        return (self.pauses.subscription(),)
 
     @property
-    def peers_lost(self) -> asyncio.Event:
-        return self.pauses.lost
+    def listening(self) -> bool:
+        """Peers' pauses arrive as they are recorded (else read before every batch)."""
+        return self.pauses.listening
 
     @property
     def hints_read(self) -> int:
         return self.pauses.hints_read
 
-    async def listen_for_peers(self) -> None:
-        await self.pauses.listen()
+    def paused(self) -> dict[str, datetime]:
+        """The providers paused now (a ``Retry-After``, ours or a peer's), and until when."""
+        return {
+            name: runtime.gate.paused_until
+            for name, runtime in self.runtimes.items()
+            if runtime.gate.paused() and runtime.gate.paused_until is not None
+        }
 
     def runtime(self, name: str) -> ProviderRuntime:
         if name not in self.runtimes:
@@ -128,4 +157,12 @@ class Engine:
         return await self.services.deletions.decide_held(self.runtime(provider), user_ids, approve=approve)
 
 
-__all__ = ["EVENT_NAMESPACE", "Engine", "PassReport", "ProviderRuntime", "event_id", "open_runtime"]
+__all__ = [
+    "EVENT_NAMESPACE",
+    "LISTEN_RETRY",
+    "Engine",
+    "PassReport",
+    "ProviderRuntime",
+    "event_id",
+    "open_runtime",
+]

@@ -31,3 +31,10 @@ PENDING_DELETIONS = Gauge(
     "syncd_pending_deletions", "Deletions held by the mass-deletion guard", ["provider"]
 )
 DB_UP = Gauge("syncd_database_up", "1 while PostgreSQL answers")
+DISCOVERED = Gauge("syncd_discovered_users", "Users the provider's last complete listing named", ["provider"])
+DISCOVERY_LAST_SUCCESS = Gauge(
+    "syncd_discovery_last_success_timestamp_seconds",
+    "When a complete listing of the provider was last applied",
+    ["provider"],
+)
+DISCOVERIES = Counter("syncd_discoveries_total", "Listings by verdict", ["provider", "verdict"])

@@ -26,7 +26,7 @@ import pytest
 import structlog
 
 from syncd import config as config_mod
-from syncd import embedded
+from syncd import embedded, redact
 from syncd.config import Config
 from syncd.engine import Engine
 from syncd.store import Store
@@ -39,6 +39,13 @@ TOKEN_ENV = "SYNCD_TEST_TOKEN"
 def with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(autouse=True)
+def _no_secrets_from_earlier_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no registered secrets: a secret an earlier test
+    loaded (a token such as "wrong") would be scrubbed from this test's text."""
+    monkeypatch.setattr(redact, "_SECRET_VALUES", ())
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +146,7 @@ async def zitadel(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FakeProvider
 
 
 @pytest.fixture
-def make_config(db_url: str) -> Callable[..., Config]:
+def make_config(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Config]:
     """Build a Config syncing from the given fakes (one provider each)."""
 
     def build(
@@ -150,7 +157,7 @@ def make_config(db_url: str) -> Callable[..., Config]:
         providers = []
         for item in fakes:
             name, f = item if isinstance(item, tuple) else (item.dialect.type, item)
-            os.environ[TOKEN_ENV] = f.token
+            monkeypatch.setenv(TOKEN_ENV, f.token)
             providers.append({**f.provider_config(name, token_env=TOKEN_ENV), **provider_overrides})
         data = {
             "database": {"url": db_url},

@@ -46,7 +46,6 @@ async def test_two_replicas_share_2000_users_and_survive_a_kill_9(store, zitadel
     )
     assert {r["replica"] for r in by_replica if r["n"]} >= {"b"}
     fetched = [r for r in zitadel.user_requests() if "/v2/users/" in r.path]
-    # each user fetched once, plus at most the batch a killed replica had in flight
     # each user fetched once, plus what the killed replica had in flight:
     # the batch it was writing and the next one it was fetching (pipelined)
     assert len(fetched) <= 2000 + 2 * 100
@@ -118,7 +117,9 @@ async def test_daemon_survives_a_database_outage_and_resumes_by_itself(store, zi
     assert await count(store, "SELECT count(*) FROM syncd.outbox") == 21
     assert d.proc.returncode is None
     events = [e["event"] for e in d.logs()]
-    assert "daemon.not_ready" in events or "store.unavailable" in events
+    # said once the database went, whoever noticed first (a pass or the health check)
+    went = events.index("daemon.not_ready")
+    assert "daemon.ready" in events[went:]
     await proxy.cut()
 
 

@@ -17,9 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
+import pytest
 
 from syncd import config as config_mod
 from syncd.daemon import Daemon
+from syncd.http import RetryPolicy
 from syncd.testing.fake import FakeProvider
 from tests.conftest import TOKEN_ENV, DaemonProcess, free_port, wait_for
 from tests.pgproxy import PgProxy
@@ -64,7 +66,8 @@ async def test_an_unmigrated_database_gives_503_schema_not_current_until_syncd_m
 
     status, body = await wait_for(checked, timeout=20)
     assert status == 503 and body["schema_current"] is False and body["pending_migrations"]
-    assert (await d.get("/healthz")) is not None  # the admin server answers
+    status, body = await d.get("/healthz")  # the admin server answers meanwhile
+    assert status == 200 and json.loads(body)["status"] == "ok"
     assert d.proc.returncode is None
 
     migrate = await asyncio.create_subprocess_exec(
@@ -117,8 +120,10 @@ async def test_a_failing_health_query_marks_not_ready_and_the_checks_go_on(
 
 
 # -- the daemon in this process --------------------------------------------------------------
-def daemon_config(db_url: str, f: FakeProvider, **daemon: Any) -> config_mod.Config:
-    os.environ[TOKEN_ENV] = f.token
+def daemon_config(
+    monkeypatch: pytest.MonkeyPatch, db_url: str, f: FakeProvider, **daemon: Any
+) -> config_mod.Config:
+    monkeypatch.setenv(TOKEN_ENV, f.token)
     return config_mod.from_dict(
         {
             "database": {"url": db_url},
@@ -148,7 +153,7 @@ def crash_lines(logs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def test_a_crashing_pass_backs_off_exponentially_and_resets_after_a_good_pass(
-    store, db_url, zitadel, logs
+    store, db_url, zitadel, logs, monkeypatch
 ):
     """Every pass crashes (a trigger refuses its run row): the provider's next
     pass waits longer each time (logged as retry_in) instead of starting on the
@@ -161,8 +166,8 @@ async def test_a_crashing_pass_backs_off_exponentially_and_resets_after_a_good_p
     )
     ids = zitadel.seed(5)
     await store.add_targets("corp", ids)
-    d = Daemon(daemon_config(db_url, zitadel), listen=f"127.0.0.1:{free_port()}")
-    d.crash_backoff_base, d.crash_backoff_cap = 0.2, 0.8
+    d = Daemon(daemon_config(monkeypatch, db_url, zitadel), listen=f"127.0.0.1:{free_port()}")
+    d.crash_retry = RetryPolicy(backoff_base=0.2, backoff_cap=0.8)
 
     async with running(d):
         seen_at: list[float] = []
@@ -196,7 +201,7 @@ async def test_a_crashing_pass_backs_off_exponentially_and_resets_after_a_good_p
 
 
 async def test_sigterm_with_a_database_that_stopped_answering_exits_0_within_the_cleanup_bound(
-    store, db_url, zitadel, logs
+    store, db_url, zitadel, logs, monkeypatch
 ):
     """The database goes silent (no answers, no resets): on SIGTERM releasing the
     leases and closing the connections would wait a minute or more; the daemon
@@ -206,7 +211,10 @@ async def test_sigterm_with_a_database_that_stopped_answering_exits_0_within_the
     proxy = PgProxy(db_url)
     await proxy.start()
     try:
-        d = Daemon(daemon_config(proxy.url, zitadel, shutdown_grace="1s"), listen=f"127.0.0.1:{free_port()}")
+        d = Daemon(
+            daemon_config(monkeypatch, proxy.url, zitadel, shutdown_grace="1s"),
+            listen=f"127.0.0.1:{free_port()}",
+        )
         d.cleanup_timeout = 1.0
         async with running(d) as task:
             await wait_for(lambda: any(e["event"] == "sync.pass_finished" for e in logs), timeout=10)
@@ -225,30 +233,39 @@ async def test_sigterm_with_a_database_that_stopped_answering_exits_0_within_the
         await proxy.stop()
 
 
-async def test_losing_only_the_pause_listener_is_noticed_and_repaired(store, db_url, zitadel, logs):
-    """The connection that hears other replicas' Retry-After pauses dies alone
-    (an idle-session killer, a failover of one backend): the daemon notices,
-    reads provider_state before every batch meanwhile, listens again, and a
-    peer's pause announced afterwards reaches it at once."""
-    d = Daemon(daemon_config(db_url, zitadel), listen=f"127.0.0.1:{free_port()}")
+LISTENING = (
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+)
+
+
+async def test_losing_the_listen_connection_is_noticed_and_repaired(
+    store, db_url, zitadel, logs, monkeypatch
+):
+    """The one connection that hears `resync --enqueue` and other replicas'
+    Retry-After pauses dies (an idle-session killer, a failover of one
+    backend): the daemon notices, reads provider_state before every batch
+    meanwhile, listens again on one connection, and a peer's pause and an
+    enqueued resync announced afterwards reach it at once."""
+    d = Daemon(daemon_config(monkeypatch, db_url, zitadel), listen=f"127.0.0.1:{free_port()}")
     async with running(d):
         assert d.engine is not None
         await wait_for(lambda: d.engine.listening, timeout=5)
+        assert await count(store, LISTENING) == 1  # one connection for both channels
         killed = await store.pool.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE query LIKE 'LISTEN%syncd_provider_state%'"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
         )
         assert killed == 1
         await wait_for(lambda: any(e["event"] == "engine.listen_lost" for e in logs), timeout=5)
 
         async def listening_again() -> bool:
-            n = await store.pool.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'LISTEN%syncd_provider_state%'"
-            )
-            return bool(d.engine and d.engine.listening and n == 1)
+            return bool(d.engine and d.engine.listening and await count(store, LISTENING) == 1)
 
         await wait_for(listening_again, timeout=10)
         until = datetime.now(UTC) + timedelta(minutes=5)
         await store.set_pause("corp", until, "HTTP 429")  # another replica's 429
         gate = d.engine.runtime("corp").gate
         await wait_for(lambda: gate.paused_until is not None and gate.paused_until >= until, timeout=5)
+        await store.pool.execute("SELECT pg_notify('syncd_resync', 'corp')")
+        await wait_for(lambda: any(e["event"] == "daemon.resync_requested" for e in logs), timeout=5)

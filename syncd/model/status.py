@@ -57,3 +57,12 @@ class EventType(StrEnum):
     def change(self) -> str:
         """``created`` of ``user.created``: the pass count it goes under."""
         return self.value.removeprefix("user.")
+
+
+class TargetSource(StrEnum):
+    """``syncd.targets.source``: who made a user a target."""
+
+    #: an admin (`targets add`, a targets file) or the config's ``user_ids``
+    EXPLICIT = "explicit"
+    #: a complete listing of the provider (``discover``)
+    DISCOVERED = "discovered"

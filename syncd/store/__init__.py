@@ -9,17 +9,19 @@ from __future__ import annotations
 from syncd.store.batch import ChangeSet, TargetUpdates
 from syncd.store.database import CONNECTION_ERRORS, queries
 from syncd.store.deletions import Deletions, MirrorCounts
+from syncd.store.discovery import Applied, Discovery, DiscoveryHolder
 from syncd.store.listener import Listener
 from syncd.store.migrator import Migration, Migrations, migrations, migrations_dir
 from syncd.store.mirror import Mirror
 from syncd.store.outbox import Outbox
 from syncd.store.provider_state import PAUSE_CLEARED, PauseState, ProviderState
 from syncd.store.runs import RUN_COUNTS, Runs
+from syncd.store.server import recreate_database
 from syncd.store.status import Status
 from syncd.store.targets import LeasedElsewhere, Targets
 
 
-class Store(Migrations, Targets, Mirror, Runs, Deletions, Outbox, ProviderState, Status, Listener):
+class Store(Migrations, Targets, Mirror, Runs, Deletions, Discovery, Outbox, ProviderState, Status, Listener):
     """Every table family's queries over one connection pool."""
 
 
@@ -27,7 +29,9 @@ __all__ = [
     "CONNECTION_ERRORS",
     "PAUSE_CLEARED",
     "RUN_COUNTS",
+    "Applied",
     "ChangeSet",
+    "DiscoveryHolder",
     "LeasedElsewhere",
     "Migration",
     "MirrorCounts",
@@ -37,4 +41,5 @@ __all__ = [
     "migrations",
     "migrations_dir",
     "queries",
+    "recreate_database",
 ]

@@ -66,14 +66,14 @@ class ChangeSet:
                 out.sizes.append(self.sizes[i])
         return out
 
-    def split(self, done: TargetUpdates, budget: int) -> list[tuple[ChangeSet, TargetUpdates]]:
+    def split(self, updates: TargetUpdates, budget: int) -> list[tuple[ChangeSet, TargetUpdates]]:
         """The batch as writes of at most ``budget`` bytes of events each (one
         user's events and target row always in the same write, so each write
         is atomic for its users). Nearly always one part: the batch itself."""
         if sum(self.sizes) <= budget:
-            return [(self, done)]
+            return [(self, updates)]
         size = dict(zip(self.user_ids, self.sizes, strict=True))
-        users = list(dict.fromkeys([*self.user_ids, *done.user_ids()]))
+        users = list(dict.fromkeys([*self.user_ids, *updates.user_ids()]))
         parts: list[list[str]] = [[]]
         used = 0
         for uid in users:
@@ -83,7 +83,7 @@ class ChangeSet:
                 used = 0
             parts[-1].append(uid)
             used += n
-        return [(self.subset(p), done.subset(p)) for p in parts]
+        return [(self.subset(p), updates.subset(p)) for p in parts]
 
 
 @dataclass(slots=True)

@@ -50,8 +50,19 @@ CONTENT_ERRORS = (
 @cache
 def queries() -> dict[str, str]:
     """Every named query of every ``*.sql`` file beside this module."""
+    return _named_blocks("*.sql")
+
+
+@cache
+def ddl_templates() -> dict[str, str]:
+    """Every named DDL template of every ``*.ddl`` file beside this module:
+    statements that take an identifier (``str.format``), not parameters."""
+    return _named_blocks("*.ddl")
+
+
+def _named_blocks(pattern: str) -> dict[str, str]:
     out: dict[str, str] = {}
-    for path in sorted(_HERE.glob("*.sql")):
+    for path in sorted(_HERE.glob(pattern)):
         parts = _NAME.split(path.read_text(encoding="utf-8"))
         for i in range(1, len(parts), 2):
             if parts[i] in out:

@@ -79,10 +79,10 @@ class Migrations(Database):
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
                 # after the advisory lock: a second migrator waits for the first as long as it takes
                 await conn.execute(f"SET LOCAL lock_timeout = '{round(lock_timeout * 1000)}ms'")
-                done = await _applied(conn)
+                already = await _applied(conn)
                 for m in migrations():
-                    if m.version in done:
-                        if not m.matches(done[m.version]):
+                    if m.version in already:
+                        if not m.matches(already[m.version]):
                             log.warning("migrate.checksum_mismatch", version=m.version)
                         continue
                     step = f"migration {m.version}"
@@ -109,14 +109,14 @@ class Migrations(Database):
         try:
             async with self.pool.acquire() as conn:
                 exists = await conn.fetchval("SELECT to_regclass('syncd.schema_migrations') IS NOT NULL")
-                done = (
+                already = (
                     {r[0] for r in await conn.fetch("SELECT version FROM syncd.schema_migrations")}
                     if exists
                     else set()
                 )
         except CONNECTION_ERRORS as exc:
             raise translate(exc) from exc
-        return [m.version for m in migrations() if m.version not in done]
+        return [m.version for m in migrations() if m.version not in already]
 
 
 async def _applied(conn: asyncpg.Connection) -> dict[str, str]:

@@ -22,13 +22,13 @@ class Mirror(Database):
         """The first mirror rows (by user id) of a provider, or of all."""
         return await self._fetch("mirror", provider, limit)
 
-    async def write_batch(self, provider: str, owner: str, changes: ChangeSet, done: TargetUpdates) -> int:
+    async def write_batch(self, provider: str, owner: str, changes: ChangeSet, updates: TargetUpdates) -> int:
         """Events + mirror rows + target bookkeeping for one batch: one statement
         (so atomic, and one round trip); returns the number of events written."""
         self.round_trips += 1
         try:
             row = await self.pool.fetchrow(
-                self.q["write_batch"], provider, owner, changes.param(), done.param()
+                self.q["write_batch"], provider, owner, changes.param(), updates.param()
             )
         except CONNECTION_ERRORS as exc:
             raise translate(exc) from exc

@@ -68,10 +68,12 @@ WHERE leased_by = $1 AND ($2::text IS NULL OR provider = $2);
 
 -- name: add_targets
 -- $1 provider, $2 user ids
--- Add targets (due now); existing ones are left as they are.
+-- Add targets (due now); existing ones are left as they are, except that one
+-- a listing enrolled becomes explicit (a filtered listing then leaves it alone).
 INSERT INTO syncd.targets (provider, user_id)
-SELECT $1, u FROM unnest($2::text[]) AS u
-ON CONFLICT (provider, user_id) DO NOTHING;
+SELECT DISTINCT $1, u FROM unnest($2::text[]) AS u
+ON CONFLICT (provider, user_id) DO UPDATE SET source = 'explicit'
+WHERE syncd.targets.source <> 'explicit';
 
 -- name: remove_targets
 -- $1 provider, $2 user ids

@@ -8,16 +8,15 @@ own role can write, and capped at ``retry_after_cap`` whoever wrote it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 import structlog
 
 from syncd import metrics
 from syncd.errors import StoreUnavailable
 from syncd.store import PauseState, Store
+from syncd.store.listener import Subscription
 from syncd.sync.runtime import ProviderRuntime
 from syncd.timeutil import utcnow
 
@@ -27,47 +26,39 @@ CHANNEL = "syncd_provider_state"
 
 
 class PeerPauses:
-    """Keeps each provider's gate in step with the pause in ``provider_state``."""
+    """Keeps each provider's gate in step with the pause in ``provider_state``.
+
+    It owns no connection: ``subscription`` is what the process's one
+    LISTEN connection (``syncd.store.listener.Notifications``) delivers to it."""
 
     def __init__(self, store: Store, runtimes: Mapping[str, ProviderRuntime], replica: str) -> None:
         self.store = store
         self.runtimes = runtimes
         self.replica = replica
-        #: the LISTEN connection is up (else provider_state is read before every
-        #: batch); ``lost`` is set when it goes (the daemon sets it up again)
+        #: the LISTEN connection is up (else provider_state is read before every batch)
         self.listening = False
-        self.lost = asyncio.Event()
         #: pauses read again after a NOTIFY hint (for tests and the curious)
         self.hints_read = 0
-        self._listener: contextlib.AsyncExitStack | None = None
-        self._conn: Any = None
 
-    async def listen(self) -> None:
+    def subscription(self) -> Subscription:
         """Hear other replicas' pauses the moment they are recorded."""
-        self._conn = None  # its closing below is on purpose, not a loss
-        self._forget_checks()  # until listening again, read provider_state before every batch
-        if self._listener is not None:
-            await self._listener.aclose()
-            self._listener = None
-        self.lost = asyncio.Event()
-        stack = contextlib.AsyncExitStack()
-        try:
-            conn = await stack.enter_async_context(self.store.listen({CHANNEL: self.hint}))
-        except StoreUnavailable as exc:
-            log.warning("engine.listen_failed", error=str(exc))
-            await stack.aclose()
-            self.lost.set()  # the daemon tries again
-            return
-        self._conn = conn
-        conn.add_termination_listener(lambda c: self._gone() if c is self._conn else None)
-        self._listener = stack
+        return Subscription(
+            channel=CHANNEL, on_notify=self.hint, on_listening=self._heard, on_lost=self._lost
+        )
+
+    def _heard(self) -> None:
+        """LISTEN is in force: a pause recorded from now on arrives as a hint;
+        one recorded before (while connecting, or while the connection was
+        gone) is read by the next batch of each provider."""
+        self._forget_checks()
         self.listening = True
 
-    def _gone(self) -> None:
-        """The LISTEN connection terminated on its own."""
-        log.warning("engine.listen_lost", replica=self.replica)
+    def _lost(self, error: Exception | None) -> None:
+        if error is None:
+            log.warning("engine.listen_lost", replica=self.replica)
+        else:
+            log.warning("engine.listen_failed", error=str(error))
         self._forget_checks()
-        self.lost.set()
 
     def _forget_checks(self) -> None:
         self.listening = False
@@ -75,11 +66,7 @@ class PeerPauses:
             runtime.pause_checked = False  # a pause may have been announced while not listening
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._conn = None  # closing it on purpose
-            self.listening = False
-            await self._listener.aclose()
-            self._listener = None
+        self.listening = False
         for runtime in self.runtimes.values():
             if runtime.pause_reread is not None:
                 runtime.pause_reread.cancel()

@@ -12,7 +12,7 @@ disagree with the pass it previews.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +27,9 @@ from syncd.model.status import EventType, TargetStatus
 from syncd.store import RUN_COUNTS, ChangeSet, TargetUpdates
 
 log = structlog.get_logger("syncd.sync")
+
+#: a leased row of syncd.targets (an asyncpg Record; a dict in unit tests)
+TargetRow = Mapping[str, Any]
 
 #: the pass count a target row's status was counted under
 STATUS_COUNTS: dict[str, str] = {
@@ -47,7 +50,7 @@ class Outcome:
     record's canonical JSON and hash, not as the parsed document: a batch
     in flight holds a thousand of them."""
 
-    target: Any
+    target: TargetRow
     record: bytes | None = None
     content_hash: str | None = None
     version: str | None = None
@@ -81,7 +84,7 @@ class BatchPlan:
     changes: ChangeSet = field(default_factory=ChangeSet.empty)
     targets: TargetUpdates = field(default_factory=TargetUpdates.empty)
     #: confirmed deletions: (target, user id), for the mass-deletion guard
-    deletions: list[tuple[Any, str]] = field(default_factory=list)
+    deletions: list[tuple[TargetRow, str]] = field(default_factory=list)
     #: users answering again after 404s (a held or rejected deletion is moot)
     came_back: list[str] = field(default_factory=list)
     #: users whose hash changed only because ignore_fields did: (user id, new hash)
@@ -98,17 +101,19 @@ def rows_needed(outcomes: Sequence[Outcome]) -> list[str]:
     """The users whose mirror row ``plan_batch`` needs: fetched, with a hash
     that differs from a live mirror row's (a creation needs none)."""
     return [
-        o.target["user_id"]
-        for o in outcomes
-        if o.record is not None
-        and o.target["content_hash"] is not None
-        and (o.target["content_hash"] != o.content_hash or o.target["deleted_at"] is not None)
+        outcome.target["user_id"]
+        for outcome in outcomes
+        if outcome.record is not None
+        and outcome.target["content_hash"] is not None
+        and (
+            outcome.target["content_hash"] != outcome.content_hash or outcome.target["deleted_at"] is not None
+        )
     ]
 
 
 def plan_batch(
     outcomes: Sequence[Outcome],
-    rows: dict[str, Any],
+    rows: Mapping[str, Mapping[str, Any]],
     settings: PlanSettings,
     now: datetime,
     *,
@@ -117,92 +122,101 @@ def plan_batch(
     """The changes, target bookkeeping, confirmed deletions and counts of one
     batch. ``rows`` are the mirror rows of ``rows_needed(outcomes)``."""
     plan = BatchPlan()
-    counts, done = plan.counts, plan.targets
+    counts, updates = plan.counts, plan.targets
     observed = now.isoformat()
-    for o in outcomes:
-        t = o.target
-        uid = t["user_id"]
-        if (o.same_body or o.record is not None) and t["not_found_count"]:
+    for outcome in outcomes:
+        target = outcome.target
+        uid = target["user_id"]
+        if (outcome.same_body or outcome.record is not None) and target["not_found_count"]:
             plan.came_back.append(uid)
-        if o.same_body:
+        if outcome.same_body:
             counts["fetched"] += 1
             counts["unchanged"] += 1
-            done.add(uid, TargetStatus.UNCHANGED, next_in=spread(settings.interval), body_hash=o.body_hash)
-        elif o.record is not None:
+            updates.add(
+                uid, TargetStatus.UNCHANGED, next_in=spread(settings.interval), body_hash=outcome.body_hash
+            )
+        elif outcome.record is not None:
             counts["fetched"] += 1
-            if t["content_hash"] == o.content_hash and t["deleted_at"] is None:
+            if target["content_hash"] == outcome.content_hash and target["deleted_at"] is None:
                 counts["unchanged"] += 1
-                done.add(
-                    uid, TargetStatus.UNCHANGED, next_in=spread(settings.interval), body_hash=o.body_hash
+                updates.add(
+                    uid,
+                    TargetStatus.UNCHANGED,
+                    next_in=spread(settings.interval),
+                    body_hash=outcome.body_hash,
                 )
             else:
-                _plan_change(plan, o, rows.get(uid), settings, observed, spread)
-        elif isinstance(o.error, NotFound):
-            _plan_not_found(plan, t, settings, now, spread)
+                _plan_change(plan, outcome, rows.get(uid), settings, observed, spread)
+        elif isinstance(outcome.error, NotFound):
+            _plan_not_found(plan, target, settings, now, spread)
         else:
             counts["failed"] += 1
-            err = o.error or ProviderError("no outcome", provider=settings.provider)
-            note_failure(done, t, err, settings, spread)
+            err = outcome.error or ProviderError("no outcome", provider=settings.provider)
+            note_failure(updates, target, err, settings, spread)
     return plan
 
 
 def _plan_change(
     plan: BatchPlan,
-    o: Outcome,
-    row: Any,
+    outcome: Outcome,
+    row: Mapping[str, Any] | None,
     settings: PlanSettings,
     observed: str,
     spread: Callable[[float], float],
 ) -> None:
-    t = o.target
-    uid = t["user_id"]
-    kind = change_kind(t["content_hash"], t["deleted_at"])
+    target = outcome.target
+    uid = target["user_id"]
+    kind = change_kind(target["content_hash"], target["deleted_at"])
     try:
-        event = change_event(settings, t, o, kind, row, observed)
+        event = change_event(settings, target, outcome, kind, row, observed)
     except Exception as exc:  # a document jsonpatch or orjson chokes on
         plan.counts["failed"] += 1
         err = DocumentRefused(
             f"could not build the change event: {exc.__class__.__name__}: {exc}", provider=settings.provider
         )
         log.warning("user.document_refused", provider=settings.provider, user_id=uid, error=str(err))
-        note_failure(plan.targets, t, err, settings, spread)
+        note_failure(plan.targets, target, err, settings, spread)
         return
-    h = o.content_hash or ""
+    new_hash = outcome.content_hash or ""
     if event is None:
         # same record but for ignored fields, new hash definition
         # (ignore_fields edited): no event
-        plan.rehash.append((uid, h))
+        plan.rehash.append((uid, new_hash))
         plan.counts["unchanged"] += 1
         plan.targets.add(
-            uid, TargetStatus.UNCHANGED, next_in=spread(settings.interval), body_hash=o.body_hash
+            uid, TargetStatus.UNCHANGED, next_in=spread(settings.interval), body_hash=outcome.body_hash
         )
         return
     kind, eid, payload = event
     # an update's event holds before, after and the patch
-    size = len(o.record or b"") * (1 if kind == "created" else 3)
-    plan.changes.add(uid, eid, EventType.of(kind), payload, h, size=size)
-    plan.targets.add(uid, kind, next_in=spread(settings.interval), body_hash=o.body_hash)
+    size = len(outcome.record or b"") * (1 if kind == "created" else 3)
+    plan.changes.add(uid, eid, EventType.of(kind), payload, new_hash, size=size)
+    plan.targets.add(uid, kind, next_in=spread(settings.interval), body_hash=outcome.body_hash)
     plan.counts[kind] += 1
 
 
 def _plan_not_found(
-    plan: BatchPlan, t: Any, settings: PlanSettings, now: datetime, spread: Callable[[float], float]
+    plan: BatchPlan,
+    target: TargetRow,
+    settings: PlanSettings,
+    now: datetime,
+    spread: Callable[[float], float],
 ) -> None:
     """A 404 the provider itself answered: confirmed only after
     ``delete_confirmations`` of them, at least ``delete_confirm_after`` apart."""
-    uid = t["user_id"]
+    uid = target["user_id"]
     plan.counts["not_found"] += 1
-    if t["content_hash"] is None or t["deleted_at"] is not None:
+    if target["content_hash"] is None or target["deleted_at"] is not None:
         plan.targets.add(uid, TargetStatus.NOT_FOUND, next_in=spread(settings.interval))
         return
-    not_found_count = t["not_found_count"] + 1
-    not_found_since = t["not_found_since"] or now
+    not_found_count = target["not_found_count"] + 1
+    not_found_since = target["not_found_since"] or now
     confirmed = not_found_count >= settings.delete_confirmations and (
         settings.delete_confirmations == 1
         or (now - not_found_since).total_seconds() >= settings.delete_confirm_after
     )
     if confirmed:
-        plan.deletions.append((t, uid))
+        plan.deletions.append((target, uid))
         status, next_in = TargetStatus.DELETING, spread(settings.interval)
     else:
         status, next_in = (
@@ -220,8 +234,8 @@ def _plan_not_found(
 
 
 def note_failure(
-    done: TargetUpdates,
-    target: Any,
+    updates: TargetUpdates,
+    target: TargetRow,
     err: ProviderError,
     settings: PlanSettings,
     spread: Callable[[float], float] = jitter,
@@ -251,7 +265,7 @@ def note_failure(
         status, retry = TargetStatus.ERROR, backoff
         if isinstance(err, CircuitOpen):
             retry = min(retry, settings.circuit_cooldown)
-    done.add(
+    updates.add(
         uid,
         status,
         next_in=spread(retry),
@@ -311,18 +325,29 @@ def change_kind(content_hash: str | None, deleted_at: datetime | None) -> str:
 
 
 def change_event(
-    settings: PlanSettings, t: Any, o: Outcome, kind: str, row: Any, observed: str
+    settings: PlanSettings,
+    target: TargetRow,
+    outcome: Outcome,
+    kind: str,
+    row: Mapping[str, Any] | None,
+    observed: str,
 ) -> tuple[str, str, dict[str, Any]] | None:
     """``(kind, event id, payload)`` of a fetched user whose hash differs from
     its mirror row's, or None when only ignored fields differ."""
-    uid, record, h = t["user_id"], o.record or b"", o.content_hash or ""
+    uid, record, new_hash = target["user_id"], outcome.record or b"", outcome.content_hash or ""
     if row is None:
         # a creation carries the record's bytes as they are, and its patch
         # is built by the store (see write_batch in queries.sql); so is a
         # mirror row that vanished since the lease
         kind = "created"
         payload = event_payload(
-            settings.provider, settings.provider_type, uid, o.version, None, orjson.Fragment(record), observed
+            settings.provider,
+            settings.provider_type,
+            uid,
+            outcome.version,
+            None,
+            orjson.Fragment(record),
+            observed,
         )
     else:
         after = orjson.loads(record)
@@ -330,12 +355,12 @@ def change_event(
         if kind == "updated" and record_hash(before, settings.ignore) == record_hash(after, settings.ignore):
             return None
         payload = event_payload(
-            settings.provider, settings.provider_type, uid, o.version, before, after, observed
+            settings.provider, settings.provider_type, uid, outcome.version, before, after, observed
         )
     # what tells this change apart from an identical earlier one: for an update
     # or restore the mirror row's changed_at; for a creation (also of a mirror
     # row that vanished) when the target was last synced, or, never synced,
     # when it was added (a target removed and added again is a new one)
-    created_marker = t["last_synced_at"] or t.get("added_at")
-    marker = created_marker if kind == "created" else t["changed_at"]
-    return kind, event_id(settings.provider, uid, kind, t["content_hash"], h, marker), payload
+    created_marker = target["last_synced_at"] or target.get("added_at")
+    marker = created_marker if kind == "created" else target["changed_at"]
+    return kind, event_id(settings.provider, uid, kind, target["content_hash"], new_hash, marker), payload

@@ -184,9 +184,9 @@ class SyncPass:
         """Wait for in-flight batches; True if the pass must stop (credentials refused)."""
         if not self.inflight:
             return False
-        done, _ = await asyncio.wait(self.inflight, return_when=when)
+        finished, _ = await asyncio.wait(self.inflight, return_when=when)
         stop = False
-        for task in done:
+        for task in finished:
             self.inflight.discard(task)
             auth_failure = task.result()  # re-raises a batch's exception
             if auth_failure is not None and not auth_failure.stops_pass:

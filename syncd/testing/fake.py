@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 
 from syncd import jsonutil
+from syncd.testing.fake_listing import ListingQuirks
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -103,6 +104,8 @@ class FakeProvider:
     #: serve bodies only: no request log, no faults (the benchmark's provider,
     #: as cheap as the framework allows, since it shares the cores with syncd)
     plain: bool = False
+    #: how the list endpoint pages (its cap, and the quirks real servers show)
+    listing: ListingQuirks = field(default_factory=ListingQuirks)
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -207,7 +210,8 @@ class FakeProvider:
         control = request.path.startswith("/_fake/") or request.path.endswith(
             ("/token", "/access_token", "/auth")
         )
-        fault = None if control else self._next_fault(request.path)
+        # the path with its query: a fault can target one page of a listing
+        fault = None if control else self._next_fault(request.path_qs)
         if fault is not None:
             record.fault = fault.kind
             response = await self._apply_fault(fault, request, handler)

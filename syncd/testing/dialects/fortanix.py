@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import copy
 from typing import Any
 
 from aiohttp import web
 
 from syncd.testing.fake import FakeProvider
+from syncd.testing.fake_listing import page
 
 FIRST = ["Ada", "Alan", "Barbara", "Claude", "Donald", "Edsger"]
 LAST = ["Lovelace", "Turing", "Liskov", "Shannon", "Knuth", "Dijkstra"]
@@ -41,12 +43,20 @@ class FortanixDialect:
             return web.json_response(doc)
 
         async def list_users(request: web.Request) -> web.Response:
+            """``GET /sys/v1/users``: keyset paging (``sort=user_id:asc`` and
+            ``start`` = the last id of the previous page) or ``offset``, a bare
+            JSON array; ``group_id`` lists that group's members only."""
             if not fake.authorized(request):
                 return fake.error(401, "Unauthorized")
             limit = int(request.query.get("limit", "100"))
             start = request.query.get("start", "")
-            ids = sorted(uid for uid in fake.users if uid > start)
-            return web.json_response([fake.users[i] for i in ids[:limit]])
+            ids = sorted(fake.users)
+            group = request.query.get("group_id")
+            if group:
+                ids = [uid for uid in ids if group in (fake.users[uid].get("groups") or {})]
+            begin = bisect.bisect_right(ids, start) if start else int(request.query.get("offset", "0"))
+            listed = page(ids, begin, limit, fake.listing)
+            return web.json_response([fake.users[uid] for uid in listed])
 
         return [
             web.post("/sys/v1/session/auth", auth),

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from syncd import jsonutil
 from syncd.testing.fake import FakeProvider
+from syncd.testing.fake_listing import page, scim_filter, scim_matches
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -77,22 +78,58 @@ def scim_routes(fake: FakeProvider, users_path: str) -> list[web.RouteDef]:
         return web.Response(body=jsonutil.dumps(doc), content_type=SCIM_JSON)
 
     async def list_users(request: web.Request) -> web.Response:
+        """RFC 7644 §3.4.2: 1-based ``startIndex``, ``count`` capped by the
+        server, ``filter`` of ``eq`` terms joined by ``or``."""
         if not fake.authorized(request):
             return fake.error(401, "Authentication credentials were missing or incorrect.")
-        start = max(1, int(request.query.get("startIndex", "1")))
-        count = int(request.query.get("count", "100"))
+        quirks = fake.listing
+        try:
+            start = max(1, int(request.query.get("startIndex", "1")))
+            count = int(request.query.get("count", "100"))
+        except ValueError:
+            return fake.error(400, "startIndex and count must be integers")
+        if quirks.max_count is not None and count > quirks.max_count:
+            return fake.error(400, f"count must not exceed {quirks.max_count}")
         ids = list(fake.users)
-        page = [fake.users[i] for i in ids[start - 1 : start - 1 + count]]
+        expression = request.query.get("filter")
+        if expression and not quirks.filter_ignored:
+            terms = scim_filter(expression)
+            if terms is None:
+                return fake.error(400, f"unsupported filter: {expression}")
+            ids = [uid for uid in ids if scim_matches(fake.users[uid], terms)]
+        listed = page(ids, start - 1, count, quirks)
         body = {
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
             "totalResults": len(ids),
-            "startIndex": start,
-            "itemsPerPage": len(page),
-            "Resources": page,
+            "startIndex": 1 if quirks.ignore_paging and not quirks.echo_requested else start,
+            "itemsPerPage": len(listed),
+            "Resources": [fake.users[uid] for uid in listed],
         }
         return web.Response(body=jsonutil.dumps(body), content_type=SCIM_JSON)
 
-    return [web.get(f"{users_path}/{{user_id}}", get_user), web.get(users_path, list_users)]
+    async def service_provider_config(request: web.Request) -> web.Response:
+        """RFC 7643 §5: what the server supports (filter, its page cap)."""
+        if not fake.authorized(request):
+            return fake.error(401, "Authentication credentials were missing or incorrect.")
+        supported = not fake.listing.filter_ignored
+        body = {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "patch": {"supported": False},
+            "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": supported, "maxResults": fake.listing.cap},
+            "changePassword": {"supported": False},
+            "sort": {"supported": False},
+            "etag": {"supported": False},
+            "authenticationSchemes": [],
+        }
+        return web.Response(body=jsonutil.dumps(body), content_type=SCIM_JSON)
+
+    base = users_path.removesuffix("/Users")
+    return [
+        web.get(f"{users_path}/{{user_id}}", get_user),
+        web.get(users_path, list_users),
+        web.get(f"{base}/ServiceProviderConfig", service_provider_config),
+    ]
 
 
 class ScimDialect:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from syncd import jsonutil
 from syncd.testing.fake import FakeProvider
+from syncd.testing.fake_listing import page
 
 #: the user the fake's token belongs to (a service account), for ``/auth/v1/users/me``
 SERVICE_USER_ID = "284761000000000001"
@@ -62,16 +63,24 @@ class ZitadelDialect:
             return web.json_response(self.service_user())
 
         async def list_users(request: web.Request) -> web.Response:
-            """User Service ListUsers (``POST /v2/users``): offset paging,
+            """User Service ListUsers (``POST /v2/users``): offset paging
+            (``limit`` at most 1000, else an error), ``queries`` ANDed,
             ``result`` items shaped like GetUserByID's ``user``."""
             if not fake.authorized(request):
                 return fake.error(401, "Errors.Token.Invalid (AUTH-7fs1e)")
-            query = (await request.json()).get("query") or {}
+            search = await request.json()
+            query = search.get("query") or {}
             offset, limit = int(query.get("offset") or 0), int(query.get("limit") or 100)
-            ids = sorted(fake.users)
-            page = [fake.users[uid]["user"] for uid in ids[offset : offset + limit]]
+            if limit > 1000:
+                return fake.error(400, "Errors.Query.LimitExceeded (QUERY-4M9fs)")
+            users = [fake.users[uid]["user"] for uid in sorted(fake.users)]
+            for condition in search.get("queries") or []:
+                users = [u for u in users if zitadel_matches(u, condition)]
+            ids = [u["userId"] for u in users]
+            by_id = {u["userId"]: u for u in users}
+            listed = page(ids, offset, limit, fake.listing)
             details = {"totalResult": str(len(ids)), "timestamp": "2026-02-03T10:21:07.512893123Z"}
-            return web.json_response({"details": details, "result": page})
+            return web.json_response({"details": details, "result": [by_id[uid] for uid in listed]})
 
         return [
             web.post("/v2/users", list_users),
@@ -177,6 +186,22 @@ class ZitadelDialect:
 
     def provider_config(self, name: str, base_url: str, token_env: str) -> dict[str, Any]:
         return {"name": name, "type": "zitadel", "base_url": base_url, "token_env": token_env}
+
+
+def zitadel_matches(user: dict[str, Any], condition: dict[str, Any]) -> bool:
+    """One of ListUsers' ``queries``: by user ids, user name, email or
+    organization (the fake's subset of the User Service's search)."""
+    if "inUserIdsQuery" in condition:
+        return user["userId"] in condition["inUserIdsQuery"].get("userIds", [])
+    if "userNameQuery" in condition:
+        return user.get("username") == condition["userNameQuery"].get("userName")
+    if "emailQuery" in condition:
+        email = ((user.get("human") or {}).get("email") or {}).get("email")
+        return email == condition["emailQuery"].get("emailAddress")
+    if "organizationIdQuery" in condition:
+        owner = (user.get("details") or {}).get("resourceOwner")
+        return owner == condition["organizationIdQuery"].get("organizationId")
+    return False
 
 
 DIALECT = ZitadelDialect

@@ -1,0 +1,110 @@
+"""``syncd status``: per provider, its targets, passes, failures and quarantine."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import Any
+
+from syncd.cli.command import EXIT_OK, AddCommand
+from syncd.cli.connect import open_store
+from syncd.cli.output import fmt_time, print_table
+from syncd.config import Config
+from syncd.timeutil import utcnow
+
+PROVIDER_COLUMNS = (
+    "PROVIDER",
+    "TARGETS",
+    "DUE",
+    "LEASED",
+    "MIRRORED",
+    "DELETED",
+    "ERRORS",
+    "QUARANTINED",
+    "HELD-DEL",
+    "LAST SYNC",
+    "PAUSED UNTIL",
+    "CIRCUIT",
+)
+RUN_COLUMNS = (
+    "RUN",
+    "PROVIDER",
+    "TRIGGER",
+    "STARTED",
+    "STATUS",
+    "FETCHED",
+    "CREATED",
+    "UPDATED",
+    "DELETED",
+    "UNCHANGED",
+    "FAILED",
+    "HELD",
+)
+#: the run record's counters, in RUN_COLUMNS' order
+RUN_COUNTERS = ("fetched", "created", "updated", "deleted", "unchanged", "failed", "held")
+
+
+def add_parser(add: AddCommand) -> None:
+    p = add("status", "per provider: targets, due, last sync, errors")
+    p.add_argument("--runs", type=int, default=10, help="recent passes to show")
+    p.set_defaults(handler=cmd_status)
+
+
+async def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
+    async with open_store(cfg) as store:
+        rows = await store.provider_status([p.name for p in cfg.providers])
+        runs = await store.recent_runs(args.runs)
+        errors = await store.recent_errors(10)
+        quarantined = await store.quarantined_targets(20)
+    print_table([_provider_row(r) for r in rows], PROVIDER_COLUMNS)
+    if runs:
+        print("\nrecent sync passes:")
+        print_table([_run_row(r) for r in runs], RUN_COLUMNS)
+    if errors:
+        print("\nfailing targets:")
+        _print_targets(errors)
+    if quarantined:
+        print("\nquarantined users (their document keeps being refused; retried at the interval):")
+        _print_targets(quarantined)
+    return EXIT_OK
+
+
+def _provider_row(r: Any) -> tuple[Any, ...]:
+    return (
+        r["provider"],
+        r["targets"],
+        r["due"],
+        r["leased"],
+        r["mirrored"],
+        r["deleted"],
+        r["errors"],
+        r["quarantined"],
+        r["pending_deletions"],
+        fmt_time(r["last_sync"]),
+        _pause_cell(r["paused_until"], r["pause_reason"]),
+        r["circuit"] or "closed",
+    )
+
+
+def _pause_cell(until: Any, reason: str | None) -> str:
+    if until is None or until <= utcnow():
+        return "-"
+    return f"{fmt_time(until)} ({reason})" if reason else fmt_time(until)
+
+
+def _run_row(r: Any) -> tuple[Any, ...]:
+    return (
+        r["id"],
+        r["provider"],
+        r["trigger"],
+        fmt_time(r["started_at"]),
+        r["status"],
+        *(r[c] for c in RUN_COUNTERS),
+    )
+
+
+def _print_targets(rows: Sequence[Any]) -> None:
+    print_table(
+        [(r["provider"], r["user_id"], r["attempts"], (r["last_error"] or "")[:90]) for r in rows],
+        ["PROVIDER", "USER", "ATTEMPTS", "ERROR"],
+    )

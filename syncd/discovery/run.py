@@ -1,0 +1,200 @@
+"""One discovery of one provider: lease, list every page, check the listing
+is complete, reconcile it with the targets, write the result.
+
+The pages come from the provider (``syncd.providers``' list requests through
+the shared HTTP client); this module knows nothing of their shape. Nothing
+is written unless the listing is complete, and a complete one only adds
+targets and makes missing ones due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from syncd import metrics
+from syncd.discovery.listing import Listing, ListingIncomplete, Page, Verdict
+from syncd.discovery.reconcile import Reconciliation, reconcile
+from syncd.errors import SyncdError
+from syncd.store import DiscoveryHolder, Store
+
+log = structlog.get_logger("syncd.discovery")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveryReport:
+    provider: str
+    verdict: Verdict
+    reason: str | None = None
+    listed: int = 0
+    #: enrolled (or, in a dry run, that would be)
+    new: int = 0
+    #: targets the listing did not name, made due for a by-id read
+    missing: int = 0
+    unchanged: int = 0
+    dry_run: bool = False
+    #: who holds the lease, when the verdict is LEASED
+    holder: DiscoveryHolder | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.COMPLETE
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoverySettings:
+    provider: str
+    #: seconds between listings (the next one is due this long after a complete one)
+    interval: float
+    #: a filtered listing (``discover_filter``): explicit targets outside it are left alone
+    scoped: bool = False
+    allow_empty: bool = False
+    lease_seconds: float = 300.0
+    #: after a failed or incomplete listing, try again this soon
+    retry_in: float = 300.0
+
+
+@dataclass
+class Discoverer:
+    """Runs one listing for the provider in ``settings``. ``pages`` opens a
+    fresh walk over the provider's pages."""
+
+    store: Store
+    settings: DiscoverySettings
+    pages: Callable[[], AsyncIterator[Page]]
+    owner: str
+    clock: Callable[[], float] = time.monotonic
+
+    async def run(self, *, dry_run: bool = False, only_when_due: bool = False) -> DiscoveryReport | None:
+        """The report; None when ``only_when_due`` and the listing is not due
+        (or another replica is listing: the daemon just tries later)."""
+        name = self.settings.provider
+        if not dry_run and not await self.store.lease_discovery(
+            name, self.owner, seconds=self.settings.lease_seconds, only_when_due=only_when_due
+        ):
+            holder = await self.store.discovery_holder(name)
+            if only_when_due:
+                return None
+            return self._finish(DiscoveryReport(provider=name, verdict=Verdict.LEASED, holder=holder))
+        listing = Listing()
+        try:
+            ids = await self._walk(listing, leased=not dry_run)
+        except ListingIncomplete as exc:
+            return await self._refused(Verdict.INCOMPLETE, exc.reason, listing, dry_run)
+        except SyncdError as exc:
+            return await self._refused(Verdict.FAILED, str(exc), listing, dry_run)
+        except asyncio.CancelledError:
+            if not dry_run:
+                await self._release_shielded(listing)
+            raise
+        return await self._reconciled(ids, dry_run)
+
+    async def _walk(self, listing: Listing, *, leased: bool) -> list[str]:
+        renew_at = self.clock() + self.settings.lease_seconds / 3
+        async for page in self.pages():
+            listing.add(page)
+            if leased and self.clock() >= renew_at:
+                if not await self.store.renew_discovery_lease(
+                    self.settings.provider, self.owner, seconds=self.settings.lease_seconds
+                ):
+                    raise SyncdError("the discovery lease was lost (another replica took it over)")
+                renew_at = self.clock() + self.settings.lease_seconds / 3
+        return listing.finish()
+
+    async def _reconciled(self, ids: list[str], dry_run: bool) -> DiscoveryReport:
+        name = self.settings.provider
+        if not ids and not self.settings.allow_empty:
+            live = (await self.store.mirror_counts(name, window=0)).live
+            if live:
+                reason = f"the listing is empty but the mirror holds {live} users (use --allow-empty)"
+                return await self._refused(Verdict.EMPTY, reason, Listing(), dry_run)
+        plan = reconcile(ids, await self.store.target_sources(name), scoped=self.settings.scoped)
+        if not dry_run and not await self._apply(plan, len(ids)):
+            # taken over after it expired: the other replica's listing counts
+            reason = "the discovery lease was lost before the listing was applied; nothing was written"
+            return self._finish(DiscoveryReport(provider=name, verdict=Verdict.FAILED, reason=reason))
+        report = DiscoveryReport(
+            provider=name,
+            verdict=Verdict.COMPLETE,
+            listed=len(ids),
+            new=len(plan.new),
+            missing=len(plan.missing),
+            unchanged=plan.unchanged,
+            dry_run=dry_run,
+        )
+        if not dry_run:
+            metrics.DISCOVERED.labels(name).set(len(ids))
+            metrics.DISCOVERY_LAST_SUCCESS.labels(name).set(time.time())
+        return self._finish(report)
+
+    async def _apply(self, plan: Reconciliation, listed: int) -> bool:
+        applied = await self.store.apply_discovery(
+            self.settings.provider,
+            self.owner,
+            new=plan.new,
+            missing=plan.missing,
+            listed=listed,
+            unchanged=plan.unchanged,
+            next_in=self.settings.interval,
+        )
+        return applied is not None
+
+    async def _refused(
+        self, verdict: Verdict, reason: str, listing: Listing, dry_run: bool
+    ) -> DiscoveryReport:
+        """A listing that changes nothing: recorded, and its lease released."""
+        name = self.settings.provider
+        if not dry_run:
+            await self.store.fail_discovery(
+                name,
+                self.owner,
+                verdict=verdict,
+                reason=reason,
+                listed=len(listing.ids),
+                next_in=min(self.settings.retry_in, self.settings.interval),
+            )
+        report = DiscoveryReport(
+            provider=name, verdict=verdict, reason=reason, listed=len(listing.ids), dry_run=dry_run
+        )
+        return self._finish(report)
+
+    async def _release_shielded(self, listing: Listing) -> None:
+        """Interrupted (SIGTERM): record it and free the lease, within a few
+        seconds; if the database is slow too, the lease just expires."""
+        release = self.store.fail_discovery(
+            self.settings.provider,
+            self.owner,
+            verdict=Verdict.FAILED,
+            reason="interrupted (the process was stopped while listing)",
+            listed=len(listing.ids),
+            next_in=0,
+        )
+        try:
+            await asyncio.wait_for(asyncio.shield(release), timeout=5)
+        except (TimeoutError, asyncio.CancelledError, SyncdError):
+            pass
+        log.warning("discovery.interrupted", provider=self.settings.provider, listed=len(listing.ids))
+
+    def _finish(self, report: DiscoveryReport) -> DiscoveryReport:
+        metrics.DISCOVERIES.labels(report.provider, report.verdict).inc()
+        fields = {
+            "provider": report.provider,
+            "verdict": str(report.verdict),
+            "listed": report.listed,
+            "new": report.new,
+            "missing": report.missing,
+            "unchanged": report.unchanged,
+            "dry_run": report.dry_run,
+        }
+        if report.ok:
+            log.info("discovery.finished", **fields)
+        elif report.verdict is Verdict.LEASED:
+            holder = report.holder.owner if report.holder else None
+            log.info("discovery.leased_elsewhere", **fields, holder=holder)
+        else:
+            log.warning("discovery.refused", **fields, reason=report.reason)
+        return report
