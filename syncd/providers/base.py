@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from syncd.configbase import ProviderBase
 from syncd.http import Auth, ErrorDetail, NotFoundCheck, Request
@@ -56,6 +56,7 @@ class ListPage:
     next: str | None
 
 
+@runtime_checkable
 class Lister(Protocol):
     """Optional: adapters whose API can list users (Wacht, Fortanix, Webex,
     SCIM); ZITADEL's list is a POST search, not wired yet."""

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from syncd.errors import ConfigError
 from syncd.http import ProviderClient
+from syncd.providers.base import Adapter, Lister
 
 
-async def list_ids(adapter: Any, client: ProviderClient) -> AsyncIterator[str]:
+async def list_ids(adapter: Adapter | Lister, client: ProviderClient) -> AsyncIterator[str]:
     """The adapter's pages (``Lister``), sent by the client, until the last."""
-    if not hasattr(adapter, "list_request"):
+    if not isinstance(adapter, Lister):
         raise ConfigError(f"provider {client.provider!r}: its type cannot list users")
     cursor: str | None = None
     while True:

@@ -117,3 +117,12 @@ def test_fortanix_listing_pages_from_the_last_id_and_skips_it() -> None:
     assert adapter.list_request("u099").params["start"] == "u099"
     last = adapter.list_page([{"user_id": "u099"}, {"user_id": "u100"}], "u099")
     assert last.ids == ["u100"] and last.next is None
+
+
+def test_every_type_but_zitadel_can_list_users() -> None:
+    from syncd.providers.base import Lister
+
+    listers = {
+        ptype for ptype in PROVIDER_TYPES if isinstance(REGISTRY[ptype].adapter(provider(ptype)), Lister)
+    }
+    assert listers == {"wacht", "fortanix", "webex", "scim"}
