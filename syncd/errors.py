@@ -128,7 +128,3 @@ class CircuitOpen(ProviderError):
     """The provider's circuit breaker is open: no request was sent."""
 
     retryable = True
-
-
-class BodyUnchanged(SyncdError):
-    """The provider answered exactly the bytes it answered last time."""

@@ -20,16 +20,16 @@ import pytest
 from aiohttp import web
 
 from syncd.errors import MalformedResponse
-from syncd.http import MAX_BODY, BearerToken, Gate, ProviderClient, RetryPolicy, TokenFlow, make_session
+from syncd.http import MAX_BODY, BearerToken, Gate, ProviderClient, RetryPolicy, defaults, make_session
 from syncd.providers import fortanix as fortanix_adapter
 from syncd.providers import scim as scim_adapter
 from syncd.providers import wacht as wacht_adapter
 from syncd.providers import webex as webex_adapter
 from syncd.providers import zitadel as zitadel_adapter
 from syncd.testing.dialects import fake
+from syncd.testing.dialects.fortanix import FortanixDialect
+from syncd.testing.dialects.zitadel import ZitadelDialect
 from syncd.testing.fake import Announcement, FakeProvider
-from syncd.testing.fake_fortanix import FortanixDialect
-from syncd.testing.fake_zitadel import ZitadelDialect
 from syncd.timeutil import MAX_RETRY_AFTER, parse_retry_after, utcnow
 from tests.conftest import TOKEN_ENV, seeded, wait_for
 
@@ -195,7 +195,7 @@ async def test_a_failing_token_endpoint_is_asked_once_per_failure_window_not_by_
     _, engine = await seeded(
         store, scripted, make_config, engine_for, 16, concurrency=8, **CLIENT_CREDENTIALS
     )
-    engine.runtime("zitadel").client.auth.failure_ttl = 0.5  # type: ignore[union-attr]
+    engine.runtime("zitadel").client.auth.state.failure_ttl = 0.5  # type: ignore[union-attr]
 
     report = await engine.sync("zitadel")
 
@@ -250,7 +250,7 @@ async def test_a_probe_whose_token_request_fails_does_not_wedge_the_circuit(
         **CLIENT_CREDENTIALS,
     )
     rt = engine.runtime("zitadel")
-    rt.client.auth.failure_ttl = 0.05  # type: ignore[union-attr]
+    rt.client.auth.state.failure_ttl = 0.05  # type: ignore[union-attr]
     scripted.inject("500")
     assert (await engine.sync("zitadel")).counts["failed"] == 1
     await wait_for(lambda: rt.gate.circuit.state == "half_open", timeout=2)
@@ -373,7 +373,7 @@ async def test_a_refused_renewed_token_fails_the_pass_without_asking_for_more_to
     assert "credentials rejected" in (report.error or "")
     # the first token, and renewals until max_refused_renewals fresh tokens were refused
     # in a row (one refused fresh token may be a flaky provider, see test_http_hostile)
-    assert len(token_posts(zitadel)) == 1 + TokenFlow.max_refused_renewals
+    assert len(token_posts(zitadel)) == 1 + defaults.MAX_REFUSED_RENEWALS
     assert sum(1 for e in logs if e["event"] == "auth.renewed_token_refused") == 1
     assert await store.pool.fetchval("SELECT count(*) FROM syncd.users") == 0
 
@@ -472,7 +472,7 @@ async def test_a_select_account_5xx_with_a_non_utf8_body_is_retried_not_a_refusa
     async with serving(dialect, monkeypatch) as f:
         dialect.select_script.append(status_answer(f, 502, b"\xff\xfe upstream \xc3("))
         _, engine = await seeded(store, f, make_config, engine_for, 5, name="fortanix", concurrency=4)
-        engine.runtime("fortanix").client.auth.failure_ttl = 0.1  # type: ignore[union-attr]
+        engine.runtime("fortanix").client.auth.state.failure_ttl = 0.1  # type: ignore[union-attr]
 
         report = await engine.sync("fortanix")
 
@@ -523,13 +523,13 @@ async def test_the_request_deadline_tells_its_own_timeout_from_a_cancellation():
 
         client.request_timeout = 60
         pending = asyncio.create_task(client.get_json(url))
-        await wait_for(lambda: client._deadlines, timeout=2)
+        await wait_for(lambda: client.deadlines.in_flight, timeout=2)
         pending.cancel()
         with pytest.raises(asyncio.CancelledError):
             await pending
-        assert not client._deadlines
+        assert not client.deadlines.in_flight
     finally:
         await client.aclose()
-        assert client._sweeper is None
+        assert client.deadlines.sweeper is None
         await session.close()
         await runner.cleanup()

@@ -22,9 +22,9 @@ from aiohttp import web
 from syncd.errors import AuthError, CircuitOpen, MalformedResponse, NotFound, UnrecognizedNotFound
 from syncd.http import BearerToken, Gate, ProviderClient, RetryPolicy, make_session
 from syncd.testing.dialects import fake
+from syncd.testing.dialects.fortanix import FortanixDialect
+from syncd.testing.dialects.zitadel import ZitadelDialect
 from syncd.testing.fake import retry_after_date
-from syncd.testing.fake_fortanix import FortanixDialect
-from syncd.testing.fake_zitadel import ZitadelDialect
 from tests.conftest import seeded
 from tests.test_http_hardening import CLIENT_CREDENTIALS, ScriptedZitadel, last_errors, serving
 

@@ -326,7 +326,7 @@ async def test_listing_pages_through_every_user(ptype, make_config, engine_for, 
         monkeypatch.setenv(TOKEN_ENV, f.token)
         ids = f.seed(230)  # more than two pages of 100
         engine = await engine_for(make_config((ptype, f)))
-        listed = [uid async for uid in engine.runtime(ptype).adapter.list_ids()]
+        listed = [uid async for uid in engine.runtime(ptype).connection.list_ids()]
         assert sorted(listed) == sorted(ids)
 
 
@@ -342,14 +342,14 @@ async def test_check_proves_a_read_and_any_404_or_wrong_body_fails_naming_the_ur
         monkeypatch.setenv(TOKEN_ENV, f.token)
         f.seed(2)
         rt = (await engine_for(make_config((ptype, f), max_attempts=1))).runtime(ptype)
-        proof = await rt.adapter.check()
+        proof = await rt.connection.check()
         method = "POST" if ptype == "zitadel" else "GET"  # ZITADEL's ListUsers is a POST search
         assert proof.startswith(f"{method} {f.url}/"), proof
 
         for kind, kw in (("html", {"status": 404}), ("404", {}), ("body", {"body": b'{"ok": true}'})):
             f.inject(kind, times=None, **kw)
             with pytest.raises(CheckFailed) as failed:
-                await rt.adapter.check()
+                await rt.connection.check()
             assert failed.value.url.startswith(f"{f.url}/") and failed.value.method == method
             assert not failed.value.credentials_rejected
             f.clear_faults()

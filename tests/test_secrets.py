@@ -18,8 +18,8 @@ from aiohttp import web
 
 from syncd import jsonutil
 from syncd.testing.dialects import fake
+from syncd.testing.dialects.zitadel import ZitadelDialect
 from syncd.testing.fake import FakeProvider
-from syncd.testing.fake_zitadel import ZitadelDialect
 from tests.conftest import FAST, TOKEN_ENV
 from tests.test_redact import SPELLINGS as REDACT_SPELLINGS
 

@@ -1,22 +1,23 @@
-"""Provider adapters, by config ``type``. Adding one: write its module, add a line here."""
+"""Provider types (one module each, listed once in ``registry.MODULES``) and
+how a configured provider is connected (``connect``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from syncd.providers.base import Adapter, ListPage, ProviderType
+from syncd.providers.check import CheckFailed
+from syncd.providers.connect import Connection, connect
+from syncd.providers.fetch import FetchResult, fetch_user
+from syncd.providers.registry import PROVIDER_TYPES, REGISTRY
 
-from syncd.providers.base import Provider
-from syncd.providers.fortanix import FortanixProvider
-from syncd.providers.scim import ScimProvider
-from syncd.providers.wacht import WachtProvider
-from syncd.providers.webex import WebexProvider
-from syncd.providers.zitadel import ZitadelProvider
-
-REGISTRY: dict[str, Any] = {
-    "zitadel": ZitadelProvider,
-    "wacht": WachtProvider,
-    "fortanix": FortanixProvider,
-    "webex": WebexProvider,
-    "scim": ScimProvider,
-}
-
-__all__ = ["REGISTRY", "Provider"]
+__all__ = [
+    "PROVIDER_TYPES",
+    "REGISTRY",
+    "Adapter",
+    "CheckFailed",
+    "Connection",
+    "FetchResult",
+    "ListPage",
+    "ProviderType",
+    "connect",
+    "fetch_user",
+]

@@ -21,27 +21,48 @@ No change marker and no ETag: the content is diffed.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import aiohttp
+from pydantic import model_validator
 
-from syncd.config import FortanixConfig, read_secret
+from syncd.configbase import ProviderBase, at_most_one, read_secret
 from syncd.errors import MalformedResponse, ProviderError
-from syncd.http import ProviderClient, TokenFlow
+from syncd.http import Request, TokenFlow
 from syncd.identity import Email, Identity
-from syncd.providers.base import (
-    CheckFailed,
-    config_url,
-    describe,
-    document,
-    get_json,
-    json_error,
-    json_kind,
-    media_type,
-    read_for_check,
-    user_url,
-)
+from syncd.providers.base import ListPage, ProviderType
+from syncd.providers.check import CheckFailed
+from syncd.providers.documents import describe, document, json_error, json_kind, media_type
+from syncd.providers.urls import config_url, user_url
+
+#: users asked for per page of a listing
+PAGE = 100
+
+
+class FortanixConfig(ProviderBase):
+    type: Literal["fortanix"]
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+    email: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    account_id: str | None = None
+    with_groups: Literal["all", "explicit_only", "none"] = "all"
+
+    @model_validator(mode="after")
+    def _auth(self) -> FortanixConfig:
+        at_most_one(self, "api_key_env", "api_key_file")
+        at_most_one(self, "password_env", "password_file")
+        has_key = bool(self.api_key_env or self.api_key_file)
+        has_user = self.email is not None
+        if has_key == has_user:
+            raise ValueError("set either api_key_env/api_key_file, or email with password_env/_file")
+        if has_user and not (self.password_env or self.password_file):
+            raise ValueError("email needs password_env or password_file")
+        if has_user and not self.account_id:
+            raise ValueError("a user session (email) needs account_id")
+        return self
 
 
 def normalize(doc: Any) -> Identity:
@@ -152,29 +173,25 @@ def make_auth(config: FortanixConfig) -> Session:
     return Session(config)
 
 
-class FortanixProvider:
-    type: ClassVar[str] = "fortanix"
-    default_ignore_fields: ClassVar[tuple[str, ...]] = ("last_logged_in_at",)
-    error_detail = staticmethod(error_detail)
-    not_found = staticmethod(is_not_found)
-    tracking_header: ClassVar[str | None] = None
-    make_auth = staticmethod(make_auth)
-
-    def __init__(self, config: FortanixConfig, client: ProviderClient) -> None:
+class FortanixAdapter:
+    def __init__(self, config: FortanixConfig) -> None:
         self.config = config
-        self.client = client
         self.users_url = config_url(config.base_url, "sys", "v1", "users", key="base_url")
+        self.default_headers: dict[str, str] = {}
 
-    async def fetch(self, user_id: str) -> Identity:
+    normalize = staticmethod(normalize)
+
+    def user_request(self, user_id: str) -> Request:
         url = user_url(self.users_url, user_id, self.config.name)
-        doc = await get_json(self.client, url, params={"with_groups": self.config.with_groups})
-        return normalize(doc)
+        return Request("GET", url, params={"with_groups": self.config.with_groups})
 
-    async def check(self) -> str:
-        """``GET /sys/v1/users?limit=1`` must answer a JSON array (of one user
-        that maps, if the account has any): the session, the path and the API."""
-        url = self.users_url.update_query({"limit": "1"})
-        page = await read_for_check(self.client, url)
+    def check_request(self) -> Request:
+        """``GET /sys/v1/users?limit=1``: the session, the path and the API."""
+        return Request("GET", self.users_url.update_query({"limit": "1"}))
+
+    def check_answer(self, request: Request, page: Any) -> str:
+        """A JSON array (of one user that maps, if the account has any)."""
+        url = request.url
         if not isinstance(page, list):
             raise CheckFailed(url, f"expected a JSON array of users, got {describe(page)}")
         if page:
@@ -184,20 +201,29 @@ class FortanixProvider:
                 raise CheckFailed(url, f"the listed user does not map: {exc}") from exc
         return f"GET {url}: a JSON array of users ({len(page)} listed)"
 
-    async def list_ids(self) -> AsyncIterator[str]:
+    def list_request(self, cursor: str | None) -> Request:
         """``GET /sys/v1/users?limit=…&start=<last user_id>&sort=user_id:asc`` → a bare array."""
-        start = ""
-        while True:
-            params = {"limit": "100", "sort": "user_id:asc"}
-            if start:
-                params["start"] = start
-            page = await get_json(self.client, self.users_url, params=params)
-            if not isinstance(page, list):
-                raise MalformedResponse(f"expected a JSON array of users, got {json_kind(page)}")
-            ids = [str(u["user_id"]) for u in page if isinstance(u, dict) and u.get("user_id")]
-            for uid in ids:
-                if uid != start:
-                    yield uid
-            if len(page) < 100 or not ids or ids[-1] == start:
-                return
-            start = ids[-1]
+        params = {"limit": str(PAGE), "sort": "user_id:asc"}
+        if cursor:
+            params["start"] = cursor
+        return Request("GET", self.users_url, params=params)
+
+    def list_page(self, page: Any, cursor: str | None) -> ListPage:
+        if not isinstance(page, list):
+            raise MalformedResponse(f"expected a JSON array of users, got {json_kind(page)}")
+        ids = [str(u["user_id"]) for u in page if isinstance(u, dict) and u.get("user_id")]
+        start = cursor or ""
+        last = len(page) < PAGE or not ids or ids[-1] == start
+        return ListPage([uid for uid in ids if uid != start], None if last else ids[-1])
+
+
+PROVIDER = ProviderType(
+    name="fortanix",
+    config=FortanixConfig,
+    adapter=FortanixAdapter,
+    make_auth=make_auth,
+    normalize=normalize,
+    error_detail=error_detail,
+    not_found=is_not_found,
+    default_ignore_fields=("last_logged_in_at",),
+)

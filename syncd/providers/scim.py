@@ -21,29 +21,35 @@ Wacht's SCIM body shape, which are SCIM dialects.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
+from pydantic import model_validator
 from yarl import URL
 
-from syncd.config import ScimConfig, read_secret
+from syncd.configbase import ProviderBase, need_token, read_secret
 from syncd.errors import MalformedResponse
-from syncd.http import Auth, BearerToken, ProviderClient
+from syncd.http import Auth, BearerToken, Request
 from syncd.identity import Email, Identity, primary_email
 from syncd.jsonutil import loads
-from syncd.providers.base import (
-    check_scim_list,
-    config_url,
-    document,
-    get_json,
-    is_scim_not_found,
-    json_kind,
-    obj,
-    user_url,
-)
+from syncd.providers.base import ListPage, ProviderType
+from syncd.providers.check import scim_list_answer, scim_list_request
+from syncd.providers.documents import document, is_scim_not_found, json_kind, obj
+from syncd.providers.urls import config_url, user_url
 from syncd.timeutil import parse_rfc3339
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+#: users asked for per page of a listing
+PAGE = 100
+
+
+class ScimConfig(ProviderBase):
+    type: Literal["scim"]
+
+    @model_validator(mode="after")
+    def _auth(self) -> ScimConfig:
+        need_token(self)
+        return self
 
 
 def scim_emails(doc: dict[str, Any]) -> tuple[Email, ...]:
@@ -125,48 +131,59 @@ def is_not_found(headers: Mapping[str, str], body: bytes) -> bool:
     return is_scim_not_found(headers, body)
 
 
-def make_auth(config: ScimConfig) -> Auth:
+def make_auth(config: ProviderBase) -> Auth:
+    """A static bearer token (``token_env``/``token_file``)."""
     return BearerToken(read_secret(config, "token_env", "token_file") or "")
 
 
-async def list_scim_ids(client: ProviderClient, users_url: URL, page: int = 100) -> AsyncIterator[str]:
-    """RFC 7644 §3.4.2.4 pagination: startIndex is 1-based."""
-    start = 1
-    while True:
-        doc = document(
-            await get_json(client, users_url, params={"startIndex": str(start), "count": str(page)})
-        )
+class ScimUsers:
+    """The requests and pages of a SCIM 2 ``/Users`` endpoint (RFC 7644), for
+    every adapter whose users live at one (SCIM, Wacht, Webex)."""
+
+    normalize: Callable[[Any], Identity]
+
+    def __init__(self, config: ProviderBase, users_url: URL) -> None:
+        self.config = config
+        self.users_url = users_url
+        self.default_headers: dict[str, str] = {}
+
+    def user_request(self, user_id: str) -> Request:
+        return Request("GET", user_url(self.users_url, user_id, self.config.name))
+
+    def check_request(self) -> Request:
+        return scim_list_request(self.users_url)
+
+    def check_answer(self, request: Request, doc: Any) -> str:
+        return scim_list_answer(request, doc, self.normalize)
+
+    def list_request(self, cursor: str | None) -> Request:
+        """RFC 7644 §3.4.2.4 pagination: ``startIndex`` (the cursor) is 1-based."""
+        return Request("GET", self.users_url, params={"startIndex": cursor or "1", "count": str(PAGE)})
+
+    def list_page(self, doc: Any, cursor: str | None) -> ListPage:
+        doc = document(doc)
         resources = doc.get("Resources") or []
         if not isinstance(resources, list):
             raise MalformedResponse(f"SCIM ListResponse Resources is {json_kind(resources)}, not an array")
-        for r in resources:
-            if isinstance(r, dict) and r.get("id"):
-                yield str(r["id"])
+        ids = [str(r["id"]) for r in resources if isinstance(r, dict) and r.get("id")]
         total = int(doc.get("totalResults") or 0)
-        start += len(resources)
-        if not resources or start > total:
-            return
+        start = int(cursor or "1") + len(resources)
+        return ListPage(ids, None if not resources or start > total else str(start))
 
 
-class ScimProvider:
-    type: ClassVar[str] = "scim"
-    default_ignore_fields: ClassVar[tuple[str, ...]] = ()
-    error_detail = staticmethod(error_detail)
-    not_found = staticmethod(is_not_found)
-    tracking_header: ClassVar[str | None] = None
-    make_auth = staticmethod(make_auth)
+class ScimAdapter(ScimUsers):
+    normalize = staticmethod(normalize)
 
-    def __init__(self, config: ScimConfig, client: ProviderClient) -> None:
-        self.config = config
-        self.client = client
-        self.users_url = config_url(config.base_url, "Users", key="base_url")
+    def __init__(self, config: ScimConfig) -> None:
+        super().__init__(config, config_url(config.base_url, "Users", key="base_url"))
 
-    async def fetch(self, user_id: str) -> Identity:
-        url = user_url(self.users_url, user_id, self.config.name)
-        return normalize(await get_json(self.client, url))
 
-    async def check(self) -> str:
-        return await check_scim_list(self.client, self.users_url, normalize)
-
-    def list_ids(self) -> AsyncIterator[str]:
-        return list_scim_ids(self.client, self.users_url)
+PROVIDER = ProviderType(
+    name="scim",
+    config=ScimConfig,
+    adapter=ScimAdapter,
+    make_auth=make_auth,
+    normalize=normalize,
+    error_detail=error_detail,
+    not_found=is_not_found,
+)

@@ -23,27 +23,30 @@ the engine before anything is hashed, stored, logged or emitted.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from syncd.config import WachtConfig, read_secret
+from pydantic import AfterValidator, model_validator
+
+from syncd.configbase import ProviderBase, need_token, path_segment_id
 from syncd.errors import MalformedResponse
-from syncd.http import Auth, BearerToken, ProviderClient
 from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
-from syncd.providers.base import (
-    check_scim_list,
-    config_url,
-    document,
-    get_json,
-    json_error,
-    obj,
-    scim_error_404,
-    status_is,
-    user_url,
-)
+from syncd.providers.base import ProviderType
+from syncd.providers.documents import document, json_error, obj, scim_error_404, status_is
+from syncd.providers.scim import ScimUsers, make_auth, scim_fields
 from syncd.providers.scim import error_detail as scim_error_detail
-from syncd.providers.scim import list_scim_ids, scim_fields
+from syncd.providers.urls import config_url
+
+
+class WachtConfig(ProviderBase):
+    type: Literal["wacht"]
+    connection_id: Annotated[str, AfterValidator(path_segment_id)]
+
+    @model_validator(mode="after")
+    def _auth(self) -> WachtConfig:
+        need_token(self)
+        return self
 
 
 def is_scim(doc: dict[str, Any]) -> bool:
@@ -112,32 +115,23 @@ def is_not_found(headers: Mapping[str, str], body: bytes) -> bool:
     )
 
 
-def make_auth(config: WachtConfig) -> Auth:
-    return BearerToken(read_secret(config, "token_env", "token_file") or "")
+class WachtAdapter(ScimUsers):
+    """Users at ``/scim/v2/{connection_id}/Users``; its check lists one (ids
+    are numeric, so a made-up id would prove nothing but a 400)."""
+
+    normalize = staticmethod(normalize)
+
+    def __init__(self, config: WachtConfig) -> None:
+        users = config_url(config.base_url, "scim", "v2", config.connection_id, "Users", key="connection_id")
+        super().__init__(config, users)
 
 
-class WachtProvider:
-    type: ClassVar[str] = "wacht"
-    default_ignore_fields: ClassVar[tuple[str, ...]] = ()
-    error_detail = staticmethod(error_detail)
-    not_found = staticmethod(is_not_found)
-    tracking_header: ClassVar[str | None] = None
-    make_auth = staticmethod(make_auth)
-
-    def __init__(self, config: WachtConfig, client: ProviderClient) -> None:
-        self.config = config
-        self.client = client
-        self.users_url = config_url(
-            config.base_url, "scim", "v2", config.connection_id, "Users", key="connection_id"
-        )
-
-    async def fetch(self, user_id: str) -> Identity:
-        return normalize(await get_json(self.client, user_url(self.users_url, user_id, self.config.name)))
-
-    async def check(self) -> str:
-        # a list of one: proves the token and the connection_id (ids are
-        # numeric, so a made-up id would prove nothing but a 400)
-        return await check_scim_list(self.client, self.users_url, normalize)
-
-    def list_ids(self) -> AsyncIterator[str]:
-        return list_scim_ids(self.client, self.users_url)
+PROVIDER = ProviderType(
+    name="wacht",
+    config=WachtConfig,
+    adapter=WachtAdapter,
+    make_auth=make_auth,
+    normalize=normalize,
+    error_detail=error_detail,
+    not_found=is_not_found,
+)

@@ -15,29 +15,48 @@ one is kept in memory). Every error is logged with the ``TrackingID`` header.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import aiohttp
+from pydantic import AfterValidator, model_validator
 
-from syncd.config import WebexConfig, read_secret
-from syncd.http import Auth, BearerToken, ProviderClient, TokenFlow
+from syncd.configbase import ProviderBase, at_most_one, need_token, path_segment_id, read_secret
+from syncd.http import Auth, TokenFlow
 from syncd.identity import Identity
 from syncd.jsonutil import loads
 from syncd.logs import register_secret
-from syncd.providers.base import (
-    check_scim_list,
-    config_url,
-    document,
-    get_json,
-    is_scim_not_found,
-    obj,
-    user_url,
-)
+from syncd.providers import scim
+from syncd.providers.base import ProviderType
+from syncd.providers.documents import document, is_scim_not_found, obj
+from syncd.providers.scim import ScimUsers, scim_fields
 from syncd.providers.scim import error_detail as scim_error_detail
-from syncd.providers.scim import list_scim_ids, scim_fields
+from syncd.providers.urls import config_url
 
 CISCO = "urn:scim:schemas:extension:cisco:webexidentity:2.0:User"
+
+
+class WebexConfig(ProviderBase):
+    type: Literal["webex"]
+    org_id: Annotated[str, AfterValidator(path_segment_id)]
+    client_id: str | None = None
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    refresh_token_env: str | None = None
+    refresh_token_file: str | None = None
+
+    @model_validator(mode="after")
+    def _auth(self) -> WebexConfig:
+        at_most_one(self, "client_secret_env", "client_secret_file")
+        at_most_one(self, "refresh_token_env", "refresh_token_file")
+        if self.client_id is not None:
+            if not (self.client_secret_env or self.client_secret_file):
+                raise ValueError("client_id needs client_secret_env or client_secret_file")
+            if not (self.refresh_token_env or self.refresh_token_file):
+                raise ValueError("client_id needs refresh_token_env or refresh_token_file")
+        else:
+            need_token(self)
+        return self
 
 
 def normalize(doc: Any) -> Identity:
@@ -108,29 +127,26 @@ class RefreshToken(TokenFlow):
 def make_auth(config: WebexConfig) -> Auth:
     if config.client_id:
         return RefreshToken(config)
-    return BearerToken(read_secret(config, "token_env", "token_file") or "")
+    return scim.make_auth(config)
 
 
-class WebexProvider:
-    type: ClassVar[str] = "webex"
-    default_ignore_fields: ClassVar[tuple[str, ...]] = ()
-    error_detail = staticmethod(error_detail)
-    not_found = staticmethod(is_not_found)
-    tracking_header: ClassVar[str | None] = "TrackingID"
-    make_auth = staticmethod(make_auth)
+class WebexAdapter(ScimUsers):
+    """Users at ``/identity/scim/{org_id}/v2/Users``."""
 
-    def __init__(self, config: WebexConfig, client: ProviderClient) -> None:
-        self.config = config
-        self.client = client
-        self.users_url = config_url(
-            config.base_url, "identity", "scim", config.org_id, "v2", "Users", key="org_id"
-        )
+    normalize = staticmethod(normalize)
 
-    async def fetch(self, user_id: str) -> Identity:
-        return normalize(await get_json(self.client, user_url(self.users_url, user_id, self.config.name)))
+    def __init__(self, config: WebexConfig) -> None:
+        users = config_url(config.base_url, "identity", "scim", config.org_id, "v2", "Users", key="org_id")
+        super().__init__(config, users)
 
-    async def check(self) -> str:
-        return await check_scim_list(self.client, self.users_url, normalize)
 
-    def list_ids(self) -> AsyncIterator[str]:
-        return list_scim_ids(self.client, self.users_url)
+PROVIDER = ProviderType(
+    name="webex",
+    config=WebexConfig,
+    adapter=WebexAdapter,
+    make_auth=make_auth,
+    normalize=normalize,
+    error_detail=error_detail,
+    not_found=is_not_found,
+    tracking_header="TrackingID",
+)

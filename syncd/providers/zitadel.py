@@ -10,27 +10,42 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, Literal
 
 import aiohttp
+from pydantic import model_validator
 
-from syncd.config import ZitadelConfig, read_secret
+from syncd.configbase import ProviderBase, at_most_one, read_secret
 from syncd.errors import MalformedResponse, ProviderError
-from syncd.http import Auth, BearerToken, ProviderClient, TokenFlow
+from syncd.http import Auth, BearerToken, Request, TokenFlow
 from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
-from syncd.providers.base import (
-    CheckFailed,
-    config_url,
-    describe,
-    document,
-    get_json,
-    json_error,
-    obj,
-    read_for_check,
-    user_url,
-)
+from syncd.providers.base import ProviderType
+from syncd.providers.check import CheckFailed
+from syncd.providers.documents import describe, document, json_error, obj
+from syncd.providers.urls import config_url, user_url
 from syncd.timeutil import parse_rfc3339
+
+
+class ZitadelConfig(ProviderBase):
+    type: Literal["zitadel"]
+    client_id: str | None = None
+    client_secret_env: str | None = None
+    client_secret_file: str | None = None
+    #: sent as ``x-zitadel-orgid``
+    org_id: str | None = None
+    scope: str = "openid urn:zitadel:iam:org:project:id:zitadel:aud"
+
+    @model_validator(mode="after")
+    def _auth(self) -> ZitadelConfig:
+        at_most_one(self, "client_secret_env", "client_secret_file")
+        has_cc = self.client_id is not None
+        if has_cc and not (self.client_secret_env or self.client_secret_file):
+            raise ValueError("client_id needs client_secret_env or client_secret_file")
+        if not has_cc and not (self.token_env or self.token_file):
+            raise ValueError("set token_env/token_file, or client_id with client_secret_env/_file")
+        return self
+
 
 #: ``USER_STATE_*`` values that mean the user may sign in
 _ACTIVE_STATES = {"USER_STATE_ACTIVE", "USER_STATE_INITIAL"}
@@ -136,34 +151,26 @@ def make_auth(config: ZitadelConfig) -> Auth:
     return BearerToken(read_secret(config, "token_env", "token_file") or "")
 
 
-class ZitadelProvider:
-    type: ClassVar[str] = "zitadel"
-    default_ignore_fields: ClassVar[tuple[str, ...]] = ()
-    error_detail = staticmethod(error_detail)
-    not_found = staticmethod(is_not_found)
-    tracking_header: ClassVar[str | None] = None
-    make_auth = staticmethod(make_auth)
-
-    def __init__(self, config: ZitadelConfig, client: ProviderClient) -> None:
+class ZitadelAdapter:
+    def __init__(self, config: ZitadelConfig) -> None:
         self.config = config
-        self.client = client
         self.users_url = config_url(config.base_url, "v2", "users", key="base_url")
-        if config.org_id:
-            client.default_headers["x-zitadel-orgid"] = config.org_id
+        self.default_headers = {"x-zitadel-orgid": config.org_id} if config.org_id else {}
 
-    async def fetch(self, user_id: str) -> Identity:
-        doc = await get_json(self.client, user_url(self.users_url, user_id, self.config.name))
-        return normalize(doc)
+    normalize = staticmethod(normalize)
 
-    async def check(self) -> str:
+    def user_request(self, user_id: str) -> Request:
+        return Request("GET", user_url(self.users_url, user_id, self.config.name))
+
+    def check_request(self) -> Request:
         """The User Service's search, ``POST /v2/users`` with limit 1 (ListUsers,
         what discovery lists with): proves the token, the base_url and a grant
-        to read users — not only the token's own user — and the answer's shape
-        (``details`` and a ``result`` array of v2 users)."""
-        url = config_url(self.config.base_url, "v2", "users", key="base_url")
-        answer = await read_for_check(
-            self.client, url, search={"query": {"offset": "0", "limit": 1, "asc": True}}
-        )
+        to read users — not only the token's own user."""
+        return Request("POST", self.users_url, json={"query": {"offset": "0", "limit": 1, "asc": True}})
+
+    def check_answer(self, request: Request, answer: Any) -> str:
+        """``details`` and a ``result`` array of v2 users."""
+        url = request.url
         result = answer.get("result", []) if isinstance(answer, dict) else None
         if (
             not isinstance(answer, dict)
@@ -182,3 +189,14 @@ class ZitadelProvider:
                 raise CheckFailed(url, f"not a ZITADEL v2 user in the result: {exc}", method="POST") from exc
         total = obj(answer, "details").get("totalResult", len(result))
         return f"POST {url}: a ZITADEL ListUsers answer ({total} user(s))"
+
+
+PROVIDER = ProviderType(
+    name="zitadel",
+    config=ZitadelConfig,
+    adapter=ZitadelAdapter,
+    make_auth=make_auth,
+    normalize=normalize,
+    error_detail=error_detail,
+    not_found=is_not_found,
+)

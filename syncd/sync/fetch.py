@@ -12,9 +12,9 @@ from typing import Any
 import structlog
 
 from syncd.diff import record_json_and_hash
-from syncd.errors import AuthError, BodyUnchanged, DocumentRefused, MalformedResponse, NotFound, ProviderError
-from syncd.http import BODY_CHECK, BodyCheck
+from syncd.errors import AuthError, DocumentRefused, MalformedResponse, NotFound, ProviderError
 from syncd.identity import Identity, without_nul
+from syncd.providers import FetchResult
 from syncd.sync.plan import Outcome
 from syncd.sync.runtime import ProviderRuntime
 
@@ -56,17 +56,14 @@ async def fetch_target(runtime: ProviderRuntime, target: Any) -> Outcome:
     # the same bytes as last time mean the same user: skip parsing and mapping,
     # but only while the mirror row is there to be "unchanged" against
     mirrored = target["content_hash"] is not None and target["deleted_at"] is None
-    check = BodyCheck(runtime.salt, target.get("body_hash") if mirrored else None)
-    token = BODY_CHECK.set(check)
+    known = target.get("body_hash") if mirrored else None
     try:
-        identity = await _adapter_fetch(runtime, user_id)
-    except BodyUnchanged:
-        return Outcome(target, same_body=True, body_hash=check.observed)
+        fetched = await _fetch_user(runtime, user_id, known)
     except ProviderError as exc:
         return Outcome(target, error=_fetch_failed(runtime, user_id, exc))
-    finally:
-        BODY_CHECK.reset(token)
-    return _outcome(runtime, target, identity, check.observed)
+    if fetched.identity is None:
+        return Outcome(target, same_body=True, body_hash=fetched.fingerprint)
+    return _outcome(runtime, target, fetched.identity, fetched.fingerprint)
 
 
 def _fetch_failed(runtime: ProviderRuntime, user_id: str, exc: ProviderError) -> ProviderError:
@@ -110,12 +107,15 @@ def _outcome(runtime: ProviderRuntime, target: Any, identity: Identity, body_has
     )
 
 
-async def _adapter_fetch(runtime: ProviderRuntime, user_id: str) -> Identity:
-    """The adapter's fetch; an adapter that chokes on a body it did not expect
-    (say a JSON array) gives that user's error, not the whole pass's."""
+async def _fetch_user(runtime: ProviderRuntime, user_id: str, known_body_hash: str | None) -> FetchResult:
+    """The user's answer (``providers.fetch_user``); an adapter that chokes on a
+    body it did not expect (say a JSON array) gives that user's error, not the
+    whole pass's."""
     try:
-        return await runtime.adapter.fetch(user_id)
-    except (BodyUnchanged, ProviderError):
+        return await runtime.connection.fetch_user(
+            user_id, known_body_hash=known_body_hash, salt=runtime.salt
+        )
+    except ProviderError:
         raise
     except Exception as exc:
         raise MalformedResponse(

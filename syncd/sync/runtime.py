@@ -1,31 +1,27 @@
-"""A configured provider ready to sync: its adapter, HTTP client and gate,
-and what the pure plan reads from the config for it."""
+"""A configured provider ready to sync: its connection (adapter, HTTP client,
+gate), and what the pure plan reads from the config for it."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import aiohttp
 
 from syncd import __version__
 from syncd.config import ProviderBase, SyncConfig
-from syncd.http import Gate, ProviderClient, RetryPolicy, make_session
-from syncd.providers import REGISTRY
+from syncd.http import Gate, ProviderClient
+from syncd.providers import Connection, connect
 from syncd.sync.plan import PlanSettings
 
 
 @dataclass
 class ProviderRuntime:
-    """A configured provider ready to fetch: adapter, HTTP client, gate."""
+    """A configured provider ready to fetch: its connection, and the state
+    the sync keeps for it."""
 
-    config: ProviderBase
-    adapter: Any
-    client: ProviderClient
-    gate: Gate
-    session: aiohttp.ClientSession
+    connection: Connection
     ignore: tuple[str, ...]
     #: salts the body fingerprint with everything that shapes the record, so
     #: an upgrade or a changed ignore/redact setting re-reads every user once
@@ -45,44 +41,39 @@ class ProviderRuntime:
     def name(self) -> str:
         return self.config.name
 
+    @property
+    def config(self) -> ProviderBase:
+        return self.connection.config
+
+    @property
+    def client(self) -> ProviderClient:
+        return self.connection.client
+
+    @property
+    def gate(self) -> Gate:
+        return self.connection.gate
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self.connection.session
+
+    @property
+    def adapter(self) -> Connection:
+        """Kept for ``syncd check`` (``rt.adapter.check()`` in cli.py): the
+        connection, whose ``check()`` and ``list_ids()`` send the adapter's
+        requests. New code uses ``connection``."""
+        return self.connection
+
     async def close(self) -> None:
-        await self.client.aclose()
-        await self.session.close()
+        await self.connection.close()
 
 
 def open_runtime(config: ProviderBase) -> ProviderRuntime:
-    cls = REGISTRY[config.type]  # type: ignore[attr-defined]
-    auth = cls.make_auth(config)  # first: a missing secret must not leave a session open
-    session = make_session(config.concurrency, config.connect_timeout, config.read_timeout)
-    gate = Gate(
-        config.name,
-        concurrency=config.concurrency,
-        max_rps=config.max_rps,
-        adaptive=config.adaptive,
-        circuit_failures=config.circuit_failures,
-        circuit_cooldown=config.circuit_cooldown,
-    )
-    client = ProviderClient(
-        config.name,
-        session,
-        gate,
-        auth,
-        policy=RetryPolicy(
-            max_attempts=config.max_attempts,
-            retry_after_cap=config.retry_after_cap,
-            backoff_base=config.backoff_base,
-            backoff_cap=config.backoff_cap,
-        ),
-        error_detail=cls.error_detail,
-        tracking_header=cls.tracking_header,
-        redact_fields=config.redact_fields,
-        max_body=config.max_body_bytes,
-        request_timeout=config.request_timeout,
-        not_found=cls.not_found,
-    )
-    ignore = config.ignore_fields if config.ignore_fields is not None else cls.default_ignore_fields
-    salt = repr((__version__, config.type, sorted(config.redact_fields), sorted(ignore))).encode()  # type: ignore[attr-defined]
-    return ProviderRuntime(config, cls(config, client), client, gate, session, tuple(ignore), salt=salt)
+    connection = connect(config)
+    kind = connection.kind
+    ignore = config.ignore_fields if config.ignore_fields is not None else kind.default_ignore_fields
+    salt = repr((__version__, kind.name, sorted(config.redact_fields), sorted(ignore))).encode()
+    return ProviderRuntime(connection, tuple(ignore), salt=salt)
 
 
 def plan_settings(runtime: ProviderRuntime, sync: SyncConfig) -> PlanSettings:

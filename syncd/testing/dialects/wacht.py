@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from syncd import jsonutil
+from syncd.testing.dialects.scim import CORE, scim_error, scim_routes
 from syncd.testing.fake import FakeProvider
-from syncd.testing.fake_scim import CORE, scim_error, scim_routes
 
 CONNECTION = "7309876543210000"
 FIRST = ["Jane", "John", "Ada", "Grace", "Linus", "Margaret"]
@@ -157,3 +157,6 @@ class WachtDialect:
             "token_env": token_env,
             "connection_id": CONNECTION,
         }
+
+
+DIALECT = WachtDialect

@@ -100,3 +100,6 @@ class FortanixDialect:
 
     def provider_config(self, name: str, base_url: str, token_env: str) -> dict[str, Any]:
         return {"name": name, "type": "fortanix", "base_url": base_url, "api_key_env": token_env}
+
+
+DIALECT = FortanixDialect

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
@@ -18,6 +19,21 @@ FIRST_NAMES = ["Minnie", "Mickey", "Donald", "Daisy", "Goofy", "Pluto", "Clarabe
 LAST_NAMES = ["Mouse", "Duck", "Goof", "Cow", "Horsecollar", "Pete", "Gander", "Coot"]
 
 
+async def client_credentials(fake: FakeProvider, request: web.Request) -> web.Response:
+    """``POST /oauth/v2/token``: the client credentials grant, Basic-authenticated."""
+    form = await request.post()
+    authorization = request.headers.get("Authorization", "")
+    if form.get("grant_type") != "client_credentials" or not authorization.startswith("Basic "):
+        return web.json_response({"error": "invalid_client"}, status=401)
+    if base64.b64decode(authorization[6:]).decode() != "syncd-client:" + fake.token:
+        return web.json_response(
+            {"error": "invalid_client", "error_description": "client not found"}, status=401
+        )
+    return web.json_response(
+        {"access_token": fake.issue_token(), "token_type": "Bearer", "expires_in": fake.token_lifetime}
+    )
+
+
 class ZitadelDialect:
     type = "zitadel"
 
@@ -28,25 +44,7 @@ class ZitadelDialect:
             return fake.user_response(request.match_info["user_id"])
 
         async def token(request: web.Request) -> web.Response:
-            form = await request.post()
-            if form.get("grant_type") != "client_credentials" or not request.headers.get(
-                "Authorization", ""
-            ).startswith("Basic "):
-                return web.json_response({"error": "invalid_client"}, status=401)
-            import base64
-
-            creds = base64.b64decode(request.headers["Authorization"][6:]).decode()
-            if creds != "syncd-client:" + fake.token:
-                return web.json_response(
-                    {"error": "invalid_client", "error_description": "client not found"}, status=401
-                )
-            return web.json_response(
-                {
-                    "access_token": fake.issue_token(),
-                    "token_type": "Bearer",
-                    "expires_in": fake.token_lifetime,
-                }
-            )
+            return await client_credentials(fake, request)
 
         async def me(request: web.Request) -> web.Response:
             """Auth API "Get My User": the token's own user, v1 shape (``id``)."""
@@ -204,3 +202,6 @@ def zitadel_matches(user: dict[str, Any], condition: dict[str, Any]) -> bool:
         owner = (user.get("details") or {}).get("resourceOwner")
         return owner == condition["organizationIdQuery"].get("organizationId")
     return False
+
+
+DIALECT = ZitadelDialect

@@ -1,5 +1,5 @@
-"""The generic SCIM 2 dialect of the fake provider (RFC 7643/7644), and the
-Webex dialect built on it."""
+"""The generic SCIM 2 dialect of the fake provider (RFC 7643/7644), whose
+helpers the Wacht and Webex dialects build on."""
 
 from __future__ import annotations
 
@@ -154,69 +154,4 @@ class ScimDialect:
         return {"name": name, "type": "scim", "base_url": base_url, "token_env": token_env}
 
 
-class WebexDialect:
-    """Webex Identity SCIM: core + enterprise + Cisco extension, Webex errors,
-    ``TrackingID`` headers and the refresh-token endpoint."""
-
-    type = "webex"
-    org_id = "0ae87ade-8c8a-4952-af08-318798958d0c"
-
-    def routes(self, fake: FakeProvider) -> list[web.RouteDef]:
-        async def access_token(request: web.Request) -> web.Response:
-            form = await request.post()
-            if form.get("grant_type") != "refresh_token" or form.get("client_secret") != fake.token:
-                body = {
-                    "message": "Invalid client credentials",
-                    "errors": [{"description": "bad client"}],
-                    "trackingId": "FAKE_TRACKING",
-                }
-                return web.json_response(body, status=400)
-            return web.json_response(
-                {
-                    "access_token": fake.issue_token(),
-                    "expires_in": fake.token_lifetime,
-                    "refresh_token": form.get("refresh_token"),
-                    "refresh_token_expires_in": 7776000,
-                }
-            )
-
-        routes = scim_routes(fake, f"/identity/scim/{self.org_id}/v2/Users")
-        return [*routes, web.post("/v1/access_token", access_token)]
-
-    def make_user(self, n: int) -> dict[str, Any]:
-        doc = scim_user(n, f"https://webexapis.example/identity/scim/{self.org_id}/v2")
-        doc["schemas"] = [CORE, CISCO, ENTERPRISE]
-        doc["userType"] = "user"
-        doc[ENTERPRISE]["manager"] = {"value": "b5717a4a-0169-43b2-ac3c-db20ba4e72cd", "displayName": "Admin"}
-        # Webex answers accountStatus as an array in some answers, a string in others
-        doc[CISCO] = {
-            "accountStatus": ["active"] if n % 2 else "active",
-            "sipAddresses": [
-                {"value": f"user{n}@example.calls.webex.com", "type": "enterprise", "primary": True}
-            ],
-            "meta": {"organizationId": self.org_id},
-        }
-        return doc
-
-    def user_id(self, doc: dict[str, Any]) -> str:
-        return str(doc["id"])
-
-    def modify(self, doc: dict[str, Any], n: int = 1) -> dict[str, Any]:
-        return bump(doc, n)
-
-    def error_body(self, status: int, message: str) -> tuple[bytes, str]:
-        if status == 429:
-            return b"", "application/json"  # Webex's 429 may have no body at all
-        if status == 404:
-            return scim_error(status, message)
-        body = {"message": message, "errors": [{"description": message}], "trackingId": "ROUTER_FAKE"}
-        return jsonutil.dumps(body).encode(), "application/json"
-
-    def provider_config(self, name: str, base_url: str, token_env: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "type": "webex",
-            "base_url": base_url,
-            "token_env": token_env,
-            "org_id": self.org_id,
-        }
+DIALECT = ScimDialect

@@ -1,0 +1,228 @@
+"""What every config model shares: the strict base model, durations, and
+``ProviderBase`` (the keys every provider type has), and secret references.
+
+Provider types add their own keys in their module under ``syncd/providers/``;
+``syncd.config`` assembles them (through ``syncd.providers.REGISTRY``) into the
+``[[providers]]`` union. Defaults of the HTTP layer come from
+``syncd.http.defaults``, which the classes read too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from syncd.errors import ConfigError
+from syncd.http import defaults
+from syncd.timeutil import parse_duration
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Seconds = Annotated[float, Field(ge=0)]
+
+
+class Durations(Model):
+    """Fields listed in ``_duration_fields`` accept '15m'-style strings."""
+
+    _duration_fields: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_durations(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            data = dict(data)
+            for key in cls._duration_fields.default:  # type: ignore[attr-defined]
+                if key in data and data[key] is not None:
+                    try:
+                        data[key] = parse_duration(data[key])
+                    except (ValueError, TypeError) as exc:
+                        raise ValueError(f"{key}: {exc}") from None
+        return data
+
+
+def path_segment_id(value: str) -> str:
+    """An id that goes into the URL path: it is sent as one quoted segment,
+    but "", "." and ".." name no resource (servers resolve dot segments)."""
+    if value.strip() in ("", ".", ".."):
+        raise ValueError(f"{value!r} is not an id")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("contains a control character")
+    return value
+
+
+class ProviderBase(Durations):
+    _duration_fields = (
+        "interval",
+        "connect_timeout",
+        "read_timeout",
+        "request_timeout",
+        "retry_after_cap",
+        "circuit_cooldown",
+        "backoff_base",
+        "backoff_cap",
+    )
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    base_url: str
+    token_env: str | None = None
+    token_file: str | None = None
+    interval: Seconds = 900.0
+    concurrency: int = Field(default=defaults.CONCURRENCY, ge=1, le=1024)
+    #: client-side budget of requests per second (token bucket); None = unlimited
+    max_rps: float | None = Field(default=defaults.MAX_RPS, gt=0)
+    #: halve concurrency on 429 and recover slowly (AIMD)
+    adaptive: bool = defaults.ADAPTIVE
+    connect_timeout: Seconds = defaults.CONNECT_TIMEOUT
+    read_timeout: Seconds = defaults.READ_TIMEOUT
+    #: deadline of one whole request (a server trickling bytes resets read_timeout);
+    #: None = max(60 s, 2 x (connect_timeout + read_timeout))
+    request_timeout: Seconds | None = None
+    #: a larger answer is that user's error, not read into memory
+    max_body_bytes: int = Field(default=defaults.MAX_BODY, ge=1024)
+    #: the most one user may store (its record's JSON, raw document included):
+    #: a larger one is that user's error, never written
+    #: (at most 80 MiB: an update's event carries it three times, and PostgreSQL
+    #: stores no jsonb value over 256 MiB)
+    max_document_bytes: int = Field(default=1024 * 1024, ge=1024, le=80 * 1024 * 1024)
+    max_attempts: int = Field(default=defaults.MAX_ATTEMPTS, ge=1, le=50)
+    #: exponential backoff with full jitter: attempt n waits up to min(cap, base * 2**n)
+    backoff_base: Seconds = defaults.BACKOFF_BASE
+    backoff_cap: Seconds = defaults.BACKOFF_CAP
+    retry_after_cap: Seconds = defaults.RETRY_AFTER_CAP
+    circuit_failures: int = Field(default=defaults.CIRCUIT_FAILURES, ge=1)
+    circuit_cooldown: Seconds = defaults.CIRCUIT_COOLDOWN
+    user_ids: tuple[str, ...] = ()
+    ignore_fields: tuple[str, ...] | None = None
+    redact_fields: tuple[str, ...] = ()
+    cron: str | None = None
+    #: allow an http:// base_url although credentials go with every request
+    #: (a loopback host is allowed without it, with a warning)
+    allow_insecure_http: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError("is not a valid URL") from None
+        if "@" in parts.netloc:
+            # never echo it: the error would print the password
+            raise ValueError(
+                "must not hold credentials (user:password@): give them by reference "
+                "(token_env/token_file, or the provider's *_env/*_file keys)"
+            )
+        if not parts.hostname:
+            raise ValueError("has no host")
+        return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> ProviderBase:
+        at_most_one(self, "token_env", "token_file")
+        return self
+
+    @model_validator(mode="after")
+    def _no_credentials_in_clear(self) -> ProviderBase:
+        """Credentials go with every request: over http:// anyone on the path
+        reads them. Refused unless ``allow_insecure_http``; a loopback host
+        (a local proxy, a test server) is allowed, with a warning."""
+        credentials = self._credential_keys()
+        if not credentials or self.allow_insecure_http:
+            return self
+        for key in self._url_keys():
+            url = getattr(self, key)
+            if _insecure(url) and not _loopback(url):
+                raise ValueError(
+                    f"{key}: http:// would send the credentials ({', '.join(credentials)}) "
+                    "unencrypted; use https://, or set allow_insecure_http = true"
+                )
+        return self
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What this provider's settings allow but an operator should know
+        (logged at startup: ``syncd.logs.warn_config``)."""
+        if not self._credential_keys():
+            return ()
+        return tuple(
+            f"{key} {getattr(self, key)} sends credentials unencrypted "
+            + ("(allow_insecure_http = true)" if self.allow_insecure_http else "(allowed: a loopback host)")
+            for key in self._url_keys()
+            if _insecure(getattr(self, key))
+        )
+
+    def _url_keys(self) -> tuple[str, ...]:
+        """The keys holding a URL credentials are sent to (a provider type's
+        own ``token_url``, if it has one, besides ``base_url``)."""
+        return tuple(k for k in ("base_url", "token_url") if getattr(self, k, None))
+
+    def _credential_keys(self) -> list[str]:
+        """The keys that name a credential (``token_env``, ``password_file``, …) and are set."""
+        return [k for k in type(self).model_fields if k.endswith(("_env", "_file")) and getattr(self, k)]
+
+
+def _insecure(url: str) -> bool:
+    return url.lower().startswith("http://")
+
+
+def _loopback(url: str) -> bool:
+    """127.0.0.0/8, ::1 or ``localhost``: the traffic never leaves the machine."""
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def at_most_one(model: BaseModel, a: str, b: str) -> None:
+    if getattr(model, a) and getattr(model, b):
+        raise ValueError(f"set {a} or {b}, not both")
+
+
+def need_token(model: ProviderBase) -> None:
+    if not (model.token_env or model.token_file):
+        raise ValueError("set token_env or token_file")
+
+
+def read_secret(provider: ProviderBase, env_key: str, file_key: str) -> str | None:
+    """Resolve a secret reference. ``*_file`` paths may use
+    ``$CREDENTIALS_DIRECTORY`` (systemd ``LoadCredential=``)."""
+    env_name = getattr(provider, env_key, None)
+    file_name = getattr(provider, file_key, None)
+    if env_name:
+        value = os.environ.get(env_name)
+        if not value:
+            raise ConfigError(f"provider {provider.name!r}: {env_key} names ${env_name}, which is not set")
+        return remember(value.strip())
+    if file_name:
+        path = Path(os.path.expandvars(os.path.expanduser(file_name)))
+        try:
+            return remember(path.read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise ConfigError(
+                f"provider {provider.name!r}: {file_key} {str(path)!r}: {exc.strerror}"
+            ) from exc
+    return None
+
+
+def remember(secret: str) -> str:
+    """A secret read from the config's references: never logged from now on."""
+    from syncd.logs import register_secret
+
+    register_secret(secret)
+    return secret
