@@ -71,6 +71,7 @@ class ProviderBase(Durations):
         "circuit_cooldown",
         "backoff_base",
         "backoff_cap",
+        "discover",
     )
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     base_url: str
@@ -105,6 +106,11 @@ class ProviderBase(Durations):
     ignore_fields: tuple[str, ...] | None = None
     redact_fields: tuple[str, ...] = ()
     cron: str | None = None
+    #: list every user this often and enrol the new ones (None: explicit targets only)
+    discover: Annotated[float, Field(gt=0)] | None = None
+    #: discovery's scope; its type is the provider type's (a SCIM filter string,
+    #: ZITADEL query objects, a Fortanix group): each provider module declares it
+    discover_filter: Any = None
     #: allow an http:// base_url although credentials go with every request
     #: (a loopback host is allowed without it, with a warning)
     allow_insecure_http: bool = False

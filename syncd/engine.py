@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from syncd.config import Config
+from syncd.discovery.run import Discoverer, DiscoveryReport, DiscoverySettings
 from syncd.http import RetryPolicy
 from syncd.model.events import EVENT_NAMESPACE, event_id
 from syncd.store import Store
@@ -29,6 +30,10 @@ from syncd.sync.writer import BatchWriter
 #: connecting the LISTEN connection again after it went: 0.5 s, doubling up to
 #: 15 s (full jitter, so that replicas don't all come back at once)
 LISTEN_RETRY = RetryPolicy(backoff_base=0.5, backoff_cap=15.0)
+
+
+#: when the next listing is due after `syncd discover` of a provider without ``discover``
+DEFAULT_DISCOVER_INTERVAL = 3600.0
 
 
 def default_replica() -> str:
@@ -149,6 +154,29 @@ class Engine:
     ) -> PassReport:
         """Fetch and plan, write nothing: what a resync would change."""
         return await dry_run(self.services, self.runtime(provider), only=only, progress=progress)
+
+    async def discover(
+        self, provider: str, *, dry_run: bool = False, allow_empty: bool = False
+    ) -> DiscoveryReport:
+        """List the provider's users now and enrol the new ones (``syncd.discovery``)."""
+        return await self._discoverer(provider, allow_empty=allow_empty).run(dry_run=dry_run)
+
+    async def discover_if_due(self, provider: str) -> DiscoveryReport | None:
+        """The daemon's schedule: list if due and no other replica lists it."""
+        return await self._discoverer(provider, allow_empty=False).run_if_due()
+
+    def _discoverer(self, provider: str, *, allow_empty: bool) -> Discoverer:
+        runtime = self.runtime(provider)
+        config = runtime.config
+        settings = DiscoverySettings(
+            provider=provider,
+            interval=config.discover or DEFAULT_DISCOVER_INTERVAL,
+            scoped=config.discover_filter is not None,
+            allow_empty=allow_empty,
+            # renewed every third of it while listing: a killed replica's lease soon expires
+            lease_seconds=max(self.config.sync.lease, 60.0),
+        )
+        return Discoverer(self.store, settings, runtime.connection.list_pages, self.replica)
 
     async def decide_held_deletions(
         self, provider: str, user_ids: Sequence[str], *, approve: bool

@@ -129,7 +129,7 @@ async def test_two_replicas_never_list_one_provider_at_once(store):
     await asyncio.wait_for(started.wait(), 10)
     second = await discoverer(store, pages_of(IDS), owner="replica-b").run()
     assert second.verdict is Verdict.LEASED and second.holder.owner == "replica-a"
-    assert await discoverer(store, pages_of(IDS), owner="replica-b").run(only_when_due=True) is None
+    assert await discoverer(store, pages_of(IDS), owner="replica-b").run_if_due() is None
     release.set()
     assert (await first).verdict is Verdict.COMPLETE
     assert set(await targets(store)) == {"a", "b"}

@@ -10,7 +10,19 @@ from collections.abc import Sequence
 
 from syncd import __version__, logs
 from syncd import config as config_mod
-from syncd.cli import check, deletions, demo, migrate, outbox, pause, resync, run, status, targets
+from syncd.cli import (
+    check,
+    deletions,
+    demo,
+    discover,
+    migrate,
+    outbox,
+    pause,
+    resync,
+    run,
+    status,
+    targets,
+)
 from syncd.cli.command import EXIT_CONFIG, EXIT_FAIL, Handler
 from syncd.config import Config
 from syncd.errors import ConfigError, StoreUnavailable, SyncdError
@@ -18,7 +30,7 @@ from syncd.process import tune_gc
 
 #: the command groups, in the order `syncd --help` lists them; each adds its
 #: subcommand's parser and sets its handler
-GROUPS = (migrate, run, resync, targets, status, check, demo, deletions, pause, outbox)
+GROUPS = (migrate, run, resync, discover, targets, status, check, demo, deletions, pause, outbox)
 
 
 def build_parser() -> argparse.ArgumentParser:

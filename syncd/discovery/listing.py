@@ -13,11 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from syncd.errors import SyncdError
-
-#: a cursor: a SCIM startIndex or a ZITADEL offset (int), a Fortanix keyset
-#: position (the last id listed; None for the first page)
-Cursor = int | str | None
+from syncd.model.listing import Cursor, ListingIncomplete, Page
 
 #: a listing longer than this is refused: a server that pages forever must
 #: not hold a replica (and its memory) forever
@@ -36,29 +32,6 @@ class Verdict(StrEnum):
     EMPTY = "empty"
     #: another replica holds the provider's discovery lease
     LEASED = "leased"
-
-
-class ListingIncomplete(SyncdError):
-    """The listing cannot be trusted as the whole directory; ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Page:
-    """One page of a listing, as a provider's adapter read it."""
-
-    #: the cursor this page was asked for
-    cursor: Cursor
-    ids: tuple[str, ...]
-    #: the cursor the server says it answered (SCIM's startIndex), when it says one
-    echoed: Cursor = None
-    #: the total the server announced (SCIM totalResults, ZITADEL totalResult)
-    total: int | None = None
-    #: the cursor of the next page; None when this is the last page
-    next: Cursor = None
 
 
 @dataclass(slots=True)

@@ -69,17 +69,31 @@ class Discoverer:
     owner: str
     clock: Callable[[], float] = time.monotonic
 
-    async def run(self, *, dry_run: bool = False, only_when_due: bool = False) -> DiscoveryReport | None:
-        """The report; None when ``only_when_due`` and the listing is not due
-        (or another replica is listing: the daemon just tries later)."""
+    async def run(self, *, dry_run: bool = False) -> DiscoveryReport:
+        """List now (`syncd discover`): the report, LEASED when another
+        replica is listing the provider."""
         name = self.settings.provider
-        if not dry_run and not await self.store.lease_discovery(
-            name, self.owner, seconds=self.settings.lease_seconds, only_when_due=only_when_due
-        ):
+        if not dry_run and not await self._lease(only_when_due=False):
             holder = await self.store.discovery_holder(name)
-            if only_when_due:
-                return None
             return self._finish(DiscoveryReport(provider=name, verdict=Verdict.LEASED, holder=holder))
+        return await self._list(dry_run=dry_run)
+
+    async def run_if_due(self) -> DiscoveryReport | None:
+        """List if the provider's listing is due and no replica lists it (the
+        daemon's schedule); None otherwise."""
+        if not await self._lease(only_when_due=True):
+            return None
+        return await self._list(dry_run=False)
+
+    async def _lease(self, *, only_when_due: bool) -> bool:
+        return await self.store.lease_discovery(
+            self.settings.provider,
+            self.owner,
+            seconds=self.settings.lease_seconds,
+            only_when_due=only_when_due,
+        )
+
+    async def _list(self, *, dry_run: bool) -> DiscoveryReport:
         listing = Listing()
         try:
             ids = await self._walk(listing, leased=not dry_run)

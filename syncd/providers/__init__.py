@@ -3,7 +3,7 @@ how a configured provider is connected (``connect``)."""
 
 from __future__ import annotations
 
-from syncd.providers.base import Adapter, ListPage, ProviderType
+from syncd.providers.base import Adapter, ProviderType
 from syncd.providers.check import CheckFailed
 from syncd.providers.connect import Connection, connect
 from syncd.providers.fetch import FetchResult, fetch_user
@@ -16,7 +16,6 @@ __all__ = [
     "CheckFailed",
     "Connection",
     "FetchResult",
-    "ListPage",
     "ProviderType",
     "connect",
     "fetch_user",

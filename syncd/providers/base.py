@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from syncd.configbase import ProviderBase
 from syncd.http import Auth, ErrorDetail, NotFoundCheck, Request
+from syncd.model.listing import Cursor, ListSettings, Page
 from syncd.providers.check import CheckFailed
 from syncd.providers.urls import config_url, join_url, path_segment, user_url
 
@@ -48,22 +49,25 @@ class Adapter(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class ListPage:
-    """One page of a user listing: its ids, and the cursor of the next (None: the last)."""
-
-    ids: list[str]
-    next: str | None
-
-
 @runtime_checkable
 class Lister(Protocol):
-    """Optional: adapters whose API can list users (Wacht, Fortanix, Webex,
-    SCIM); ZITADEL's list is a POST search, not wired yet."""
+    """Optional: adapters whose API can list users. The walk
+    (``providers.listing``) sends the settings request (None: the reference
+    fixes them), then one page request per cursor until a page has no next."""
 
-    def list_request(self, cursor: str | None) -> Request: ...
+    def list_settings_request(self) -> Request | None: ...
 
-    def list_page(self, doc: Any, cursor: str | None) -> ListPage: ...
+    def list_settings(self, doc: Any) -> ListSettings:
+        """The page size (and whether ``discover_filter`` can be honoured:
+        else a ``ConfigError``) from the settings answer (None if none)."""
+        ...
+
+    def list_request(self, cursor: Cursor, settings: ListSettings) -> Request: ...
+
+    def list_page(self, doc: Any, cursor: Cursor, settings: ListSettings) -> Page:
+        """The page's ids, total, echoed and next cursor; a page that is not
+        of the listing's shape is a ``MalformedResponse``."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,7 +96,6 @@ class ProviderType:
 __all__ = [
     "Adapter",
     "CheckFailed",
-    "ListPage",
     "Lister",
     "ProviderType",
     "config_url",

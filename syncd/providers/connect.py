@@ -10,10 +10,11 @@ import aiohttp
 
 from syncd.configbase import ProviderBase
 from syncd.http import Gate, ProviderClient, RetryPolicy, make_session
+from syncd.model.listing import Page
 from syncd.providers.base import Adapter, ProviderType
 from syncd.providers.check import check
 from syncd.providers.fetch import FetchResult, fetch_user
-from syncd.providers.listing import list_ids
+from syncd.providers.listing import list_ids, list_pages
 from syncd.providers.registry import REGISTRY
 
 
@@ -37,6 +38,10 @@ class Connection:
 
     def list_ids(self) -> AsyncIterator[str]:
         return list_ids(self.adapter, self.client)
+
+    def list_pages(self) -> AsyncIterator[Page]:
+        """The provider's listing, page by page (``providers.listing``)."""
+        return list_pages(self.adapter, self.client)
 
     async def close(self) -> None:
         await self.client.aclose()

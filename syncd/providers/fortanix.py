@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import aiohttp
-from pydantic import model_validator
+from pydantic import AfterValidator, model_validator
 
-from syncd.configbase import ProviderBase, at_most_one, read_secret
+from syncd.configbase import Model, ProviderBase, at_most_one, path_segment_id, read_secret
 from syncd.errors import MalformedResponse, ProviderError
 from syncd.http import Request, TokenFlow
 from syncd.identity import Email, Identity
-from syncd.providers.base import ListPage, ProviderType
+from syncd.model.listing import Cursor, ListingIncomplete, ListSettings, Page
+from syncd.providers.base import ProviderType
 from syncd.providers.check import CheckFailed
 from syncd.providers.documents import describe, document, json_error, json_kind, media_type
 from syncd.providers.urls import config_url, user_url
@@ -40,8 +41,15 @@ from syncd.providers.urls import config_url, user_url
 PAGE = 100
 
 
+class FortanixGroup(Model):
+    """Fortanix discovery's scope: the members of one group."""
+
+    group_id: Annotated[str, AfterValidator(path_segment_id)]
+
+
 class FortanixConfig(ProviderBase):
     type: Literal["fortanix"]
+    discover_filter: FortanixGroup | None = None
     api_key_env: str | None = None
     api_key_file: str | None = None
     email: str | None = None
@@ -201,20 +209,52 @@ class FortanixAdapter:
                 raise CheckFailed(url, f"the listed user does not map: {exc}") from exc
         return f"GET {url}: a JSON array of users ({len(page)} listed)"
 
-    def list_request(self, cursor: str | None) -> Request:
+    def list_settings_request(self) -> None:
+        return None
+
+    def list_settings(self, doc: Any) -> ListSettings:
+        return ListSettings(page_size=PAGE)
+
+    def list_request(self, cursor: Cursor, settings: ListSettings) -> Request:
         """``GET /sys/v1/users?limit=…&start=<last user_id>&sort=user_id:asc`` → a bare array."""
-        params = {"limit": str(PAGE), "sort": "user_id:asc"}
+        params = {"limit": str(settings.page_size), "sort": "user_id:asc"}
         if cursor:
-            params["start"] = cursor
+            params["start"] = str(cursor)
+        if self.config.discover_filter is not None:
+            params["group_id"] = self.config.discover_filter.group_id
         return Request("GET", self.users_url, params=params)
 
-    def list_page(self, page: Any, cursor: str | None) -> ListPage:
-        if not isinstance(page, list):
-            raise MalformedResponse(f"expected a JSON array of users, got {json_kind(page)}")
-        ids = [str(u["user_id"]) for u in page if isinstance(u, dict) and u.get("user_id")]
-        start = cursor or ""
-        last = len(page) < PAGE or not ids or ids[-1] == start
-        return ListPage([uid for uid in ids if uid != start], None if last else ids[-1])
+    def list_page(self, doc: Any, cursor: Cursor, settings: ListSettings) -> Page:
+        return keyset_page(doc, None if cursor is None else str(cursor), settings.page_size)
+
+
+def keyset_page(doc: Any, after: str | None, page_size: int) -> Page:
+    """A page of ``sort=user_id:asc`` keyset paging: ids ascending, after the
+    cursor (an answer that starts at the cursor itself is read as inclusive);
+    the listing ends with an empty page.
+    Ids out of order or not after the cursor mean the server ignored ``start``
+    or ``sort``: the listing can't be complete."""
+    if not isinstance(doc, list):
+        raise MalformedResponse(f"expected a JSON array of users, got {json_kind(doc)}")
+    ids = []
+    for n, user in enumerate(doc):
+        uid = user.get("user_id") if isinstance(user, dict) else None
+        if not isinstance(uid, str) or not uid:
+            raise MalformedResponse(f"user {n} of the page after {after!r} has no user_id")
+        ids.append(uid)
+    if after is not None and ids and ids[0] == after:
+        ids = ids[1:]
+    previous = after
+    for uid in ids:
+        if previous is not None and uid <= previous:
+            raise ListingIncomplete(
+                f"the page after {after!r} lists {uid!r} after {previous!r}: the server ignores"
+                " start or sort=user_id:asc"
+            )
+        previous = uid
+    # no total to check against, and a server may cap the page silently: a
+    # short page is not the end, only an empty one is (one request more)
+    return Page(cursor=after, ids=tuple(ids), next=ids[-1] if ids else None)
 
 
 PROVIDER = ProviderType(

@@ -22,29 +22,44 @@ Wacht's SCIM body shape, which are SCIM dialects.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import model_validator
+from pydantic import AfterValidator, model_validator
 from yarl import URL
 
 from syncd.configbase import ProviderBase, need_token, read_secret
-from syncd.errors import MalformedResponse
+from syncd.errors import ConfigError, MalformedResponse
 from syncd.http import Auth, BearerToken, Request
 from syncd.identity import Email, Identity, primary_email
 from syncd.jsonutil import loads
-from syncd.providers.base import ListPage, ProviderType
+from syncd.model.listing import Cursor, ListSettings, Page
+from syncd.providers.base import ProviderType
 from syncd.providers.check import scim_list_answer, scim_list_request
-from syncd.providers.documents import document, is_scim_not_found, json_kind, obj
+from syncd.providers.documents import as_count, describe, document, is_scim_not_found, json_kind, obj
 from syncd.providers.urls import config_url, user_url
 from syncd.timeutil import parse_rfc3339
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-#: users asked for per page of a listing
+#: users asked for per page of a listing (less when the server caps lower)
 PAGE = 100
+
+
+def _filter_expression(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty (leave it out to list every user)")
+    if any(ord(c) < 0x20 for c in value):
+        raise ValueError("contains a control character")
+    return value
+
+
+#: a SCIM filter expression (RFC 7644 §3.4.2.2), as ``discover_filter``
+ScimFilter = Annotated[str, AfterValidator(_filter_expression)]
 
 
 class ScimConfig(ProviderBase):
     type: Literal["scim"]
+    #: discovery's scope: a SCIM filter (``userType eq "Employee"``)
+    discover_filter: ScimFilter | None = None
 
     @model_validator(mode="after")
     def _auth(self) -> ScimConfig:
@@ -156,19 +171,63 @@ class ScimUsers:
     def check_answer(self, request: Request, doc: Any) -> str:
         return scim_list_answer(request, doc, self.normalize)
 
-    def list_request(self, cursor: str | None) -> Request:
-        """RFC 7644 §3.4.2.4 pagination: ``startIndex`` (the cursor) is 1-based."""
-        return Request("GET", self.users_url, params={"startIndex": cursor or "1", "count": str(PAGE)})
+    def list_settings_request(self) -> Request:
+        """RFC 7643 §5: whether the server supports ``filter``, and its cap."""
+        return Request("GET", self.users_url.parent / "ServiceProviderConfig")
 
-    def list_page(self, doc: Any, cursor: str | None) -> ListPage:
-        doc = document(doc)
-        resources = doc.get("Resources") or []
-        if not isinstance(resources, list):
-            raise MalformedResponse(f"SCIM ListResponse Resources is {json_kind(resources)}, not an array")
-        ids = [str(r["id"]) for r in resources if isinstance(r, dict) and r.get("id")]
-        total = int(doc.get("totalResults") or 0)
-        start = int(cursor or "1") + len(resources)
-        return ListPage(ids, None if not resources or start > total else str(start))
+    def list_settings(self, doc: Any) -> ListSettings:
+        """The page size (at most ``filter.maxResults``). A ``discover_filter``
+        needs ``filter.supported``: real servers answer a filter they don't
+        support with every user, or none, and 200."""
+        spc = obj(doc, "filter") if isinstance(doc, dict) else {}
+        cap = as_count(spc.get("maxResults"))
+        expression = self.config.discover_filter
+        if expression and spc.get("supported") is not True:
+            said = "says filter.supported is not true" if isinstance(doc, dict) else "could not be read"
+            raise ConfigError(
+                f"provider {self.config.name!r}: discover_filter is set but the server's"
+                f" ServiceProviderConfig {said}; a server without filter support may answer"
+                " every user (or none), so the listing would not be the scope asked for"
+            )
+        return ListSettings(page_size=min(PAGE, cap) if cap > 0 else PAGE)
+
+    def list_request(self, cursor: Cursor, settings: ListSettings) -> Request:
+        """RFC 7644 §3.4.2.4 pagination: ``startIndex`` (the cursor) is 1-based."""
+        params = {"startIndex": str(cursor or 1), "count": str(settings.page_size)}
+        if self.config.discover_filter:
+            params["filter"] = self.config.discover_filter
+        return Request("GET", self.users_url, params=params)
+
+    def list_page(self, doc: Any, cursor: Cursor, settings: ListSettings) -> Page:
+        return scim_list_page(doc, int(cursor or 1))
+
+
+def scim_list_page(doc: Any, start: int) -> Page:
+    """A ListResponse (RFC 7644 §3.4.2): ``totalResults`` is required (without
+    it a silently capped page would end the listing early), every resource
+    needs its ``id``."""
+    doc = document(doc)
+    resources = doc.get("Resources", [])
+    if not isinstance(resources, list):
+        raise MalformedResponse(f"SCIM ListResponse Resources is {json_kind(resources)}, not an array")
+    total = as_count(doc.get("totalResults"))
+    if total < 0:
+        raise MalformedResponse(f"SCIM ListResponse without a totalResults count ({describe(doc)})")
+    ids = []
+    for n, resource in enumerate(resources):
+        uid = resource.get("id") if isinstance(resource, dict) else None
+        if not isinstance(uid, str) or not uid:
+            raise MalformedResponse(f"resource {start + n} of the listing has no id")
+        ids.append(uid)
+    echoed = as_count(doc.get("startIndex"))
+    listed_to = start - 1 + len(ids)
+    return Page(
+        cursor=start,
+        ids=tuple(ids),
+        echoed=echoed if echoed >= 0 else None,
+        total=total,
+        next=start + len(ids) if ids and listed_to < total else None,
+    )
 
 
 class ScimAdapter(ScimUsers):

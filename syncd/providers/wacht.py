@@ -34,13 +34,15 @@ from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
 from syncd.providers.base import ProviderType
 from syncd.providers.documents import document, json_error, obj, scim_error_404, status_is
-from syncd.providers.scim import ScimUsers, make_auth, scim_fields
+from syncd.providers.scim import ScimFilter, ScimUsers, make_auth, scim_fields
 from syncd.providers.scim import error_detail as scim_error_detail
 from syncd.providers.urls import config_url
 
 
 class WachtConfig(ProviderBase):
     type: Literal["wacht"]
+    #: discovery\'s scope: a SCIM filter (``userType eq "Employee"``)
+    discover_filter: ScimFilter | None = None
     connection_id: Annotated[str, AfterValidator(path_segment_id)]
 
     @model_validator(mode="after")

@@ -29,7 +29,7 @@ from syncd.logs import register_secret
 from syncd.providers import scim
 from syncd.providers.base import ProviderType
 from syncd.providers.documents import document, is_scim_not_found, obj
-from syncd.providers.scim import ScimUsers, scim_fields
+from syncd.providers.scim import ScimFilter, ScimUsers, scim_fields
 from syncd.providers.scim import error_detail as scim_error_detail
 from syncd.providers.urls import config_url
 
@@ -38,6 +38,8 @@ CISCO = "urn:scim:schemas:extension:cisco:webexidentity:2.0:User"
 
 class WebexConfig(ProviderBase):
     type: Literal["webex"]
+    #: discovery\'s scope: a SCIM filter (``userType eq "Employee"``)
+    discover_filter: ScimFilter | None = None
     org_id: Annotated[str, AfterValidator(path_segment_id)]
     client_id: str | None = None
     client_secret_env: str | None = None

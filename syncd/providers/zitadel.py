@@ -10,21 +10,34 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import aiohttp
-from pydantic import model_validator
+from pydantic import AfterValidator, model_validator
 
 from syncd.configbase import ProviderBase, at_most_one, read_secret
 from syncd.errors import MalformedResponse, ProviderError
 from syncd.http import Auth, BearerToken, Request, TokenFlow
 from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
+from syncd.model.listing import Cursor, ListSettings, Page
 from syncd.providers.base import ProviderType
 from syncd.providers.check import CheckFailed
-from syncd.providers.documents import describe, document, json_error, obj
+from syncd.providers.documents import as_count, describe, document, json_error, json_kind, obj
 from syncd.providers.urls import config_url, user_url
 from syncd.timeutil import parse_rfc3339
+
+#: users asked for per page of a listing: the User Service's maximum
+PAGE = 1000
+
+
+def _query(value: dict[str, Any]) -> dict[str, Any]:
+    if len(value) != 1 or not next(iter(value)).endswith("Query"):
+        raise ValueError('each entry is one ListUsers query object, e.g. {typeQuery = {type = "TYPE_HUMAN"}}')
+    return value
+
+
+ZitadelQuery = Annotated[dict[str, Any], AfterValidator(_query)]
 
 
 class ZitadelConfig(ProviderBase):
@@ -35,6 +48,9 @@ class ZitadelConfig(ProviderBase):
     #: sent as ``x-zitadel-orgid``
     org_id: str | None = None
     scope: str = "openid urn:zitadel:iam:org:project:id:zitadel:aud"
+    #: discovery's scope: ListUsers query objects, ANDed
+    #: (``[{typeQuery = {type = "TYPE_HUMAN"}}]``, ``organizationIdQuery``, …)
+    discover_filter: tuple[ZitadelQuery, ...] | None = None
 
     @model_validator(mode="after")
     def _auth(self) -> ZitadelConfig:
@@ -189,6 +205,44 @@ class ZitadelAdapter:
                 raise CheckFailed(url, f"not a ZITADEL v2 user in the result: {exc}", method="POST") from exc
         total = obj(answer, "details").get("totalResult", len(result))
         return f"POST {url}: a ZITADEL ListUsers answer ({total} user(s))"
+
+    def list_settings_request(self) -> None:
+        return None  # the reference fixes them: offset paging, limit at most 1000
+
+    def list_settings(self, doc: Any) -> ListSettings:
+        return ListSettings(page_size=PAGE)
+
+    def list_request(self, cursor: Cursor, settings: ListSettings) -> Request:
+        """ListUsers by creation date, oldest first: a user created while
+        listing comes last, and the total it adds is noticed."""
+        search = {
+            "query": {"offset": str(cursor or 0), "limit": settings.page_size, "asc": True},
+            "sortingColumn": "USER_FIELD_NAME_CREATION_DATE",
+            "queries": list(self.config.discover_filter or ()),
+        }
+        return Request("POST", self.users_url, json=search)
+
+    def list_page(self, doc: Any, cursor: Cursor, settings: ListSettings) -> Page:
+        return list_users_page(doc, int(cursor or 0))
+
+
+def list_users_page(doc: Any, offset: int) -> Page:
+    """``{"details": {"totalResult": "…"}, "result": [user, …]}``."""
+    doc = document(doc)
+    result = doc.get("result", [])
+    if not isinstance(result, list):
+        raise MalformedResponse(f"ZITADEL ListUsers result is {json_kind(result)}, not an array")
+    total = as_count(obj(doc, "details").get("totalResult"))
+    if total < 0:
+        raise MalformedResponse(f"ZITADEL ListUsers answer without details.totalResult ({describe(doc)})")
+    ids = []
+    for n, user in enumerate(result):
+        uid = user.get("userId") if isinstance(user, dict) else None
+        if not isinstance(uid, str) or not uid:
+            raise MalformedResponse(f"user {offset + n} of the listing has no userId")
+        ids.append(uid)
+    more = ids and offset + len(ids) < total
+    return Page(cursor=offset, ids=tuple(ids), total=total, next=offset + len(ids) if more else None)
 
 
 PROVIDER = ProviderType(

@@ -53,6 +53,8 @@ CLEANUP_TIMEOUT = 10.0
 CRASH_RETRY = RetryPolicy(backoff_base=2.0, backoff_cap=300.0)
 #: `syncd resync --enqueue` asks the daemons to look at a provider now
 RESYNC_CHANNEL = "syncd_resync"
+#: how often the daemon looks whether a provider's listing is due (seconds)
+DISCOVERY_LOOK = 30.0
 
 
 class Daemon:
@@ -68,6 +70,8 @@ class Daemon:
         self.engine: Engine | None = None
         self.health = Health([p.name for p in cfg.providers], self.stopping, clock=clock)
         self.passes: dict[str, asyncio.Task[Any]] = {}
+        #: per provider: its listing in progress (``discover``)
+        self.discoveries: dict[str, asyncio.Task[Any]] = {}
         #: per provider: its passes that crashed in a row
         self.crashes: dict[str, Backoff] = {}
         self.cleanup_timeout = CLEANUP_TIMEOUT
@@ -207,6 +211,11 @@ class Daemon:
         """Let in-flight passes finish their batch (they stop leasing at once);
         those still running after the grace are cancelled, and unwind within
         the clean-up's time limit (``_cleanup``)."""
+        listings = [t for t in self.discoveries.values() if not t.done()]
+        for t in listings:  # a listing writes nothing until its end: stop it now
+            t.cancel()
+        if listings:
+            await asyncio.wait(listings, timeout=self.cleanup_timeout)
         running = [t for t in self.passes.values() if not t.done()]
         if not running:
             return
@@ -236,6 +245,18 @@ class Daemon:
                 coalesce=True,
                 next_run_time=datetime.now(UTC),
             )
+            if pc.discover is not None:
+                # a cheap look (one UPDATE) this often; the lease's next_at says
+                # when the listing is due, so replicas share one schedule
+                self.scheduler.add_job(
+                    self._discover_tick,
+                    IntervalTrigger(seconds=max(min(pc.discover, DISCOVERY_LOOK), 0.1)),
+                    args=[pc.name],
+                    id=f"discover:{pc.name}",
+                    max_instances=1,
+                    coalesce=True,
+                    next_run_time=datetime.now(UTC),
+                )
             if pc.cron:
                 self.scheduler.add_job(
                     self._full_resync,
@@ -272,6 +293,32 @@ class Daemon:
         except Exception as exc:
             self._pass_crashed(provider, exc)
 
+    async def _discover_tick(self, provider: str) -> None:
+        """A scheduled look at a provider's listing: start one unless one runs."""
+        if self.stopping.is_set() or not self.health.may_start_a_pass():
+            return
+        running = self.discoveries.get(provider)
+        if running is not None and not running.done():
+            return
+        self.discoveries[provider] = asyncio.create_task(
+            self._discover(provider), name=f"discover:{provider}"
+        )
+
+    async def _discover(self, provider: str) -> None:
+        assert self.engine is not None
+        try:
+            report = await self.engine.discover_if_due(provider)
+        except StoreUnavailable as exc:
+            self.health.db_down(exc)
+            return
+        except Exception as exc:  # a bug: logged, the schedule tries again
+            log.error(
+                "discovery.crashed", provider=provider, error=f"{exc.__class__.__name__}: {exc}", exc_info=exc
+            )
+            return
+        if report is not None and report.ok and (report.new or report.missing):
+            self._sync_now(provider)  # the enrolled and the missing are due
+
     def _crashes(self, provider: str) -> Backoff:
         if provider not in self.crashes:
             # never longer than the provider's interval: it would wait that long anyway
@@ -307,7 +354,11 @@ class Daemon:
     # -- notifications ----------------------------------------------------------------
     def _on_resync(self, payload: str) -> None:
         log.info("daemon.resync_requested", provider=payload)
-        job = self.scheduler.get_job(f"sync:{payload}")
+        self._sync_now(payload)
+
+    def _sync_now(self, provider: str) -> None:
+        """Look at the provider's due targets now, not at the next tick."""
+        job = self.scheduler.get_job(f"sync:{provider}")
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC))
 

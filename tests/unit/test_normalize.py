@@ -98,31 +98,3 @@ def test_zitadel_sends_its_org_header_and_checks_with_a_search() -> None:
     assert adapter.default_headers == {"x-zitadel-orgid": "org-1"}
     check = adapter.check_request()
     assert check.method == "POST" and check.json["query"]["limit"] == 1
-
-
-def test_scim_listing_pages_by_start_index_until_the_total() -> None:
-    adapter: Any = REGISTRY["scim"].adapter(provider("scim"))
-    assert adapter.list_request(None).params == {"startIndex": "1", "count": "100"}
-    page = adapter.list_page({"totalResults": 101, "Resources": [{"id": str(i)} for i in range(100)]}, None)
-    assert len(page.ids) == 100 and page.next == "101"
-    last = adapter.list_page({"totalResults": 101, "Resources": [{"id": "100"}]}, "101")
-    assert last.ids == ["100"] and last.next is None
-
-
-def test_fortanix_listing_pages_from_the_last_id_and_skips_it() -> None:
-    adapter: Any = REGISTRY["fortanix"].adapter(provider("fortanix"))
-    full = [{"user_id": f"u{i:03}"} for i in range(100)]
-    page = adapter.list_page(full, None)
-    assert page.next == "u099" and len(page.ids) == 100
-    assert adapter.list_request("u099").params["start"] == "u099"
-    last = adapter.list_page([{"user_id": "u099"}, {"user_id": "u100"}], "u099")
-    assert last.ids == ["u100"] and last.next is None
-
-
-def test_every_type_but_zitadel_can_list_users() -> None:
-    from syncd.providers.base import Lister
-
-    listers = {
-        ptype for ptype in PROVIDER_TYPES if isinstance(REGISTRY[ptype].adapter(provider(ptype)), Lister)
-    }
-    assert listers == {"wacht", "fortanix", "webex", "scim"}
