@@ -212,3 +212,31 @@ async def test_syncd_discover_prints_the_counts_and_fails_on_a_broken_listing(tm
         assert "incomplete" in out and "nothing changed" in err and "ignores the paging parameter" in err
         rc, out, err = await syncd("status", "--config", cfg, env=env)
         assert rc == 0 and "incomplete" in out
+
+
+async def test_two_daemons_list_on_schedule_once_and_sync_what_they_enrolled(
+    store, zitadel, db_url, start_daemon
+):
+    """`discover = "1s"`: the daemons list by themselves (the lease that keeps
+    them from listing at once is tested in test_discovery_store), and what a
+    listing enrolled is created."""
+    from tests.conftest import wait_for
+
+    ids = zitadel.seed(30)
+    a = await start_daemon(db_url, zitadel.url, name="a", extra='discover = "1s"')
+    b = await start_daemon(db_url, zitadel.url, name="b", extra='discover = "1s"')
+
+    async def mirrored_count() -> int:
+        return await store.pool.fetchval("SELECT count(*) FROM syncd.users WHERE deleted_at IS NULL")
+
+    await wait_for(lambda: _equals(mirrored_count, 30), timeout=30)
+    [added] = zitadel.seed(1, start=30)
+    await wait_for(lambda: _equals(mirrored_count, 31), timeout=30)
+    assert added in await mirrored(store)
+    finished = [e for d in (a, b) for e in d.logs() if e.get("event") == "discovery.finished"]
+    assert finished and all(e["verdict"] == "complete" for e in finished)
+    assert set(ids) <= await target_ids(store)
+
+
+async def _equals(value, expected) -> bool:
+    return await value() == expected

@@ -17,6 +17,10 @@ from datetime import datetime, timedelta
 
 from syncd.http import defaults
 
+#: 2**30 times any base is past every cap; doubling further would only
+#: overflow a float after a thousand failures in a row
+MAX_DOUBLINGS = 30
+
 
 @dataclass(frozen=True, slots=True)
 class RetryAfter:
@@ -41,9 +45,20 @@ class RetryPolicy:
     #: ``uniform(a, b)``; a seeded ``random.Random().uniform`` in tests
     uniform: Callable[[float, float], float] = field(default=random.uniform, compare=False, repr=False)
 
+    def ceiling(self, attempt: int) -> float:
+        """The longest wait after the failure numbered ``attempt`` (0 for the
+        first): ``min(cap, base * 2**attempt)``."""
+        return min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, MAX_DOUBLINGS))
+
     def backoff(self, attempt: int) -> float:
-        """Full jitter: uniformly up to ``min(cap, base * 2**attempt)``."""
-        return self.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 62)))
+        """Full jitter: uniformly up to the ceiling (requests: spread a burst)."""
+        return self.uniform(0, self.ceiling(attempt))
+
+    def growing(self, attempt: int) -> float:
+        """Equal jitter: between half the ceiling and the ceiling (waits that
+        must grow for sure: a crashing pass, a lost connection)."""
+        ceiling = self.ceiling(attempt)
+        return ceiling / 2 + self.uniform(0, ceiling) / 2
 
     def at_least_base(self, attempt: int) -> float:
         """A backoff never shorter than ``backoff_base`` (a Retry-After already past)."""

@@ -2,7 +2,7 @@
 
 ``Backoff`` counts one thing's failures in a row and says when it may be
 tried again; the delay comes from the policy (``RetryPolicy.backoff``, full
-jitter) or from ``at_least_half`` for the waits that must grow for sure."""
+jitter, or ``RetryPolicy.growing`` for the waits that must grow for sure)."""
 
 from __future__ import annotations
 
@@ -11,20 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from syncd.http import RetryPolicy
-
-#: 2**30 times any base is past every cap: doubling further would only
-#: overflow a float after a few thousand failures in a row
-MAX_DOUBLINGS = 30
-
-
-def at_least_half(policy: RetryPolicy, attempt: int) -> float:
-    """Equal jitter: between half the ceiling and the ceiling (``backoff_base
-    * 2**attempt``, at most ``backoff_cap``). ``RetryPolicy.backoff`` draws
-    full jitter, which may come out near 0; this keeps its draw and its
-    ceiling, and adds the floor."""
-    attempt = min(attempt, MAX_DOUBLINGS)
-    ceiling = min(policy.backoff_cap, policy.backoff_base * 2**attempt)
-    return ceiling / 2 + policy.backoff(attempt) / 2
 
 
 @dataclass(kw_only=True)
@@ -39,12 +25,12 @@ class Backoff:
 
     @classmethod
     def full_jitter(cls, policy: RetryPolicy, clock: Callable[[], float] = time.monotonic) -> Backoff:
-        return cls(delay=lambda attempt: policy.backoff(min(attempt, MAX_DOUBLINGS)), clock=clock)
+        return cls(delay=policy.backoff, clock=clock)
 
     @classmethod
     def growing(cls, policy: RetryPolicy, clock: Callable[[], float] = time.monotonic) -> Backoff:
-        """Each wait at least half as long as its ceiling (``at_least_half``)."""
-        return cls(delay=lambda attempt: at_least_half(policy, attempt), clock=clock)
+        """Each wait at least half as long as its ceiling (``RetryPolicy.growing``)."""
+        return cls(delay=policy.growing, clock=clock)
 
     def failed(self) -> float:
         """One more failure: returns the seconds to wait from now."""

@@ -22,6 +22,7 @@ import structlog
 
 from syncd.diff import record_hash
 from syncd.errors import CircuitOpen, DocumentRefused, NotFound, ProviderError
+from syncd.http.retry import RetryPolicy
 from syncd.model.events import event_id, event_payload, record_from_row
 from syncd.model.status import EventType, TargetStatus
 from syncd.store import RUN_COUNTS, ChangeSet, TargetUpdates
@@ -38,6 +39,9 @@ STATUS_COUNTS: dict[str, str] = {
     TargetStatus.NOT_FOUND_UNCONFIRMED: "not_found",
     TargetStatus.DELETING: "not_found",
 }
+
+#: a failing target's retry doubles this often at most (64 x error_retry)
+FAILURE_DOUBLINGS = 6
 
 #: target statuses of a user whose document was refused (too large, too deep,
 #: refused by PostgreSQL); after quarantine_after of them in a row: quarantined
@@ -75,6 +79,15 @@ class PlanSettings:
     quarantine_after: int = 3
     max_delete_fraction: float = 0.1
     max_delete_count: int | None = None
+
+    @property
+    def failure_retry(self) -> RetryPolicy:
+        """When a failed target is tried again: ``error_retry`` doubling with
+        each failure in a row, up to 64 times it and never past the interval
+        (the ceiling; ``spread`` jitters it ±10 %, not down to 0: a failing
+        provider must not be asked again at once)."""
+        cap = min(self.interval, self.error_retry * 2**FAILURE_DOUBLINGS)
+        return RetryPolicy(backoff_base=self.error_retry, backoff_cap=cap)
 
 
 @dataclass
@@ -246,7 +259,7 @@ def note_failure(
     uid = target["user_id"]
     attempts = target["attempts"] + 1
     last = target.get("last_status")
-    backoff = min(settings.interval, settings.error_retry * 2 ** min(target["attempts"], 6))
+    backoff = settings.failure_retry.ceiling(target["attempts"])
     if isinstance(err, DocumentRefused):
         # quarantined once refused again and again: the failures before this
         # one must be refusals too (an outage's errors don't count)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from syncd.http import RetryPolicy
-from syncd.service.backoff import Backoff, at_least_half
+from syncd.service.backoff import Backoff
 
 POLICY = RetryPolicy(backoff_base=0.2, backoff_cap=0.8)
 CEILINGS = (0.2, 0.4, 0.8, 0.8, 0.8)
@@ -20,34 +20,30 @@ class Clock:
         return self.now
 
 
-class Lowest(RetryPolicy):
-    """The policy's draw at its lowest."""
-
-    def backoff(self, attempt: int) -> float:
-        return 0.0
+def lowest(**kw: float) -> RetryPolicy:
+    """The policy with its draw at its lowest."""
+    return RetryPolicy(**kw, uniform=lambda a, b: a)
 
 
-class Highest(RetryPolicy):
-    """The policy's draw at its highest: the full ceiling."""
-
-    def backoff(self, attempt: int) -> float:
-        return min(self.backoff_cap, self.backoff_base * 2**attempt)
+def highest(**kw: float) -> RetryPolicy:
+    """The policy with its draw at its highest: the full ceiling."""
+    return RetryPolicy(**kw, uniform=lambda a, b: b)
 
 
 @pytest.mark.parametrize(("attempt", "ceiling"), list(enumerate(CEILINGS)))
-def test_at_least_half_spans_half_the_ceiling_to_the_ceiling(attempt, ceiling):
+def test_a_growing_wait_spans_half_the_ceiling_to_the_ceiling(attempt, ceiling):
     """The crash wait never comes out shorter than half its ceiling, whatever
     the policy draws, and never longer than the ceiling."""
-    lowest = Lowest(backoff_base=0.2, backoff_cap=0.8)
-    highest = Highest(backoff_base=0.2, backoff_cap=0.8)
-    assert at_least_half(lowest, attempt) == pytest.approx(ceiling / 2)
-    assert at_least_half(highest, attempt) == pytest.approx(ceiling)
-    assert all(ceiling / 2 <= at_least_half(POLICY, attempt) <= ceiling for _ in range(200))
+    low = lowest(backoff_base=0.2, backoff_cap=0.8)
+    high = highest(backoff_base=0.2, backoff_cap=0.8)
+    assert low.growing(attempt) == pytest.approx(ceiling / 2)
+    assert high.growing(attempt) == pytest.approx(ceiling)
+    assert all(ceiling / 2 <= POLICY.growing(attempt) <= ceiling for _ in range(200))
 
 
 def test_a_growing_backoff_waits_from_the_failure_and_is_over_when_the_clock_passes_it():
     clock = Clock()
-    backoff = Backoff.growing(Highest(backoff_base=0.2, backoff_cap=0.8), clock)
+    backoff = Backoff.growing(highest(backoff_base=0.2, backoff_cap=0.8), clock)
     assert not backoff.waiting()
     delays = [backoff.failed() for _ in CEILINGS]
     assert delays == pytest.approx(list(CEILINGS))
@@ -61,7 +57,7 @@ def test_a_growing_backoff_waits_from_the_failure_and_is_over_when_the_clock_pas
 
 def test_success_starts_the_next_failure_from_the_bottom():
     clock = Clock()
-    backoff = Backoff.growing(Highest(backoff_base=0.2, backoff_cap=0.8), clock)
+    backoff = Backoff.growing(highest(backoff_base=0.2, backoff_cap=0.8), clock)
     for _ in range(4):
         backoff.failed()
     backoff.succeeded()
