@@ -61,7 +61,7 @@ async def _check_provider(pc: ProviderBase, store: Store | None) -> bool:
     if store is not None:
         rt.gate.on_pause = share_pause(store, pc.name)
     try:
-        proof = await rt.adapter.check()
+        proof = await rt.connection.check()
         print(f"{label}: credentials accepted: {proof}")
         return True
     except CheckFailed as exc:

@@ -8,11 +8,14 @@ import sys
 from pathlib import Path
 
 from syncd import targetsfile
-from syncd.cli.command import EXIT_OK, EXIT_USAGE, AddCommand
+from syncd.cli.command import EXIT_FAIL, EXIT_OK, EXIT_USAGE, AddCommand
 from syncd.cli.connect import open_store
 from syncd.cli.ids import MAX_BAD_SHOWN, reject_ids
 from syncd.cli.output import fmt_time, print_table
-from syncd.config import Config
+from syncd.config import Config, ProviderBase
+from syncd.errors import ProviderError
+from syncd.providers.base import SearchBy
+from syncd.providers.search import UserNotFound
 from syncd.store import Store
 
 
@@ -29,6 +32,12 @@ def add_parser(add: AddCommand) -> None:
         action="store_true",
         help="with --file: use the good lines when some are bad (default: change nothing)",
     )
+    p.add_argument(
+        "--username", metavar="NAME", help="add: the user with this user name (looked up at the provider)"
+    )
+    p.add_argument(
+        "--email", metavar="ADDR", help="add: the user with this email (looked up at the provider)"
+    )
     p.add_argument("--limit", type=int, default=1000)
     p.set_defaults(handler=cmd_targets)
 
@@ -41,7 +50,9 @@ async def cmd_targets(cfg: Config, args: argparse.Namespace) -> int:
         if not args.provider:
             print(f"syncd targets {args.action}: --provider is required", file=sys.stderr)
             return EXIT_USAGE
-        cfg.provider(args.provider)
+        provider = cfg.provider(args.provider)
+        if args.username or args.email:
+            return await _add_found(store, provider, args)
         ids = await _requested_ids(args)
         if ids is None:
             return EXIT_USAGE
@@ -51,6 +62,30 @@ async def cmd_targets(cfg: Config, args: argparse.Namespace) -> int:
         else:
             n = await store.remove_targets(args.provider, ids)
             print(f"{args.provider}: {n} target(s) removed (mirror rows are kept)")
+    return EXIT_OK
+
+
+async def _add_found(store: Store, provider: ProviderBase, args: argparse.Namespace) -> int:
+    """``--username``/``--email``: the one user the provider's search finds;
+    none or several is an error that says so, and nothing is added."""
+    from syncd.sync.runtime import open_runtime
+
+    command = f"syncd targets {args.action}"
+    if args.action != "add" or (args.username and args.email) or args.user_ids or args.file:
+        print(f"{command}: --username or --email, alone, goes with add", file=sys.stderr)
+        return EXIT_USAGE
+    by: SearchBy = "username" if args.username else "email"
+    value = args.username or args.email
+    runtime = open_runtime(provider)
+    try:
+        user_id = await runtime.connection.find_user(by, value)
+    except (UserNotFound, ProviderError) as exc:
+        print(f"{command}: {exc}; nothing was added", file=sys.stderr)
+        return EXIT_FAIL
+    finally:
+        await runtime.close()
+    await store.add_targets(provider.name, [user_id])
+    print(f"{provider.name}: target {user_id} added ({by} {value}; due now)")
     return EXIT_OK
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from syncd.configbase import ProviderBase
 from syncd.http import Auth, ErrorDetail, NotFoundCheck, Request
@@ -70,6 +70,34 @@ class Lister(Protocol):
         ...
 
 
+#: what an admin may look a user up by (`syncd targets add --username/--email`)
+SearchBy = Literal["username", "email"]
+
+
+@runtime_checkable
+class Searcher(Protocol):
+    """Optional: adapters whose API can find a user by user name or email."""
+
+    def search_request(self, by: SearchBy, value: str) -> Request: ...
+
+    def search_answer(self, doc: Any, by: SearchBy, value: str) -> list[str]:
+        """The ids of the answered users whose ``by`` equals ``value``, checked
+        here (a server that ignores the filter answers everyone)."""
+        ...
+
+
+def has_value(identity: Identity, by: SearchBy, value: str) -> bool:
+    """Whether a found user's user name or one of its emails is ``value``, in
+    any case (SCIM's userName is not case-exact, nor are ZITADEL's login
+    names): a search answer is checked, not trusted."""
+    wanted = value.casefold()
+    if by == "username":
+        return identity.username is not None and identity.username.casefold() == wanted
+    return any(e.value.casefold() == wanted for e in identity.emails) or (
+        identity.email is not None and identity.email.casefold() == wanted
+    )
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ProviderType:
     """One provider type, declared by its module (``PROVIDER = ProviderType(...)``)."""
@@ -98,7 +126,10 @@ __all__ = [
     "CheckFailed",
     "Lister",
     "ProviderType",
+    "SearchBy",
+    "Searcher",
     "config_url",
+    "has_value",
     "join_url",
     "path_segment",
     "user_url",

@@ -11,11 +11,12 @@ import aiohttp
 from syncd.configbase import ProviderBase
 from syncd.http import Gate, ProviderClient, RetryPolicy, make_session
 from syncd.model.listing import Page
-from syncd.providers.base import Adapter, ProviderType
+from syncd.providers.base import Adapter, ProviderType, SearchBy
 from syncd.providers.check import check
 from syncd.providers.fetch import FetchResult, fetch_user
 from syncd.providers.listing import list_ids, list_pages
 from syncd.providers.registry import REGISTRY
+from syncd.providers.search import find_user
 
 
 @dataclass
@@ -38,6 +39,10 @@ class Connection:
 
     def list_ids(self) -> AsyncIterator[str]:
         return list_ids(self.adapter, self.client)
+
+    async def find_user(self, by: SearchBy, value: str) -> str:
+        """The id of the one user with this user name or email (``providers.search``)."""
+        return await find_user(self.adapter, self.client, by, value)
 
     def list_pages(self) -> AsyncIterator[Page]:
         """The provider's listing, page by page (``providers.listing``)."""

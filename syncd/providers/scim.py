@@ -33,7 +33,7 @@ from syncd.http import Auth, BearerToken, Request
 from syncd.identity import Email, Identity, primary_email
 from syncd.jsonutil import loads
 from syncd.model.listing import Cursor, ListSettings, Page
-from syncd.providers.base import ProviderType
+from syncd.providers.base import ProviderType, SearchBy, has_value
 from syncd.providers.check import scim_list_answer, scim_list_request
 from syncd.providers.documents import as_count, describe, document, is_scim_not_found, json_kind, obj
 from syncd.providers.urls import config_url, user_url
@@ -200,6 +200,22 @@ class ScimUsers:
 
     def list_page(self, doc: Any, cursor: Cursor, settings: ListSettings) -> Page:
         return scim_list_page(doc, int(cursor or 1))
+
+    def search_request(self, by: SearchBy, value: str) -> Request:
+        """``filter=userName eq "…"`` or ``emails.value eq "…"`` (RFC 7644 §3.4.2.2)."""
+        quoted = value.replace("\\", "\\\\").replace('"', '\\"')
+        expression = f'{SCIM_SEARCH[by]} eq "{quoted}"'
+        return Request("GET", self.users_url, params={"filter": expression, "count": "10"})
+
+    def search_answer(self, doc: Any, by: SearchBy, value: str) -> list[str]:
+        resources = document(doc).get("Resources") or []
+        if not isinstance(resources, list):
+            raise MalformedResponse(f"SCIM ListResponse Resources is {json_kind(resources)}, not an array")
+        return [found.user_id for found in map(self.normalize, resources) if has_value(found, by, value)]
+
+
+#: the SCIM attribute of what an admin looks a user up by
+SCIM_SEARCH = {"username": "userName", "email": "emails.value"}
 
 
 def scim_list_page(doc: Any, start: int) -> Page:

@@ -21,7 +21,7 @@ from syncd.http import Auth, BearerToken, Request, TokenFlow
 from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
 from syncd.model.listing import Cursor, ListSettings, Page
-from syncd.providers.base import ProviderType
+from syncd.providers.base import ProviderType, SearchBy, has_value
 from syncd.providers.check import CheckFailed
 from syncd.providers.documents import as_count, describe, document, json_error, json_kind, obj
 from syncd.providers.urls import config_url, user_url
@@ -224,6 +224,27 @@ class ZitadelAdapter:
 
     def list_page(self, doc: Any, cursor: Cursor, settings: ListSettings) -> Page:
         return list_users_page(doc, int(cursor or 0))
+
+    def search_request(self, by: SearchBy, value: str) -> Request:
+        """ListUsers with one ``userNameQuery`` or ``emailQuery``, ignoring case."""
+        method = "TEXT_QUERY_METHOD_EQUALS_IGNORE_CASE"
+        query = (
+            {"userNameQuery": {"userName": value, "method": method}}
+            if by == "username"
+            else {"emailQuery": {"emailAddress": value, "method": method}}
+        )
+        return Request(
+            "POST",
+            self.users_url,
+            json={"query": {"offset": "0", "limit": 10, "asc": True}, "queries": [query]},
+        )
+
+    def search_answer(self, doc: Any, by: SearchBy, value: str) -> list[str]:
+        result = document(doc).get("result") or []
+        if not isinstance(result, list):
+            raise MalformedResponse(f"ZITADEL ListUsers result is {json_kind(result)}, not an array")
+        users = (normalize({"user": user}) for user in result)
+        return [found.user_id for found in users if has_value(found, by, value)]
 
 
 def list_users_page(doc: Any, offset: int) -> Page:

@@ -57,13 +57,6 @@ class ProviderRuntime:
     def session(self) -> aiohttp.ClientSession:
         return self.connection.session
 
-    @property
-    def adapter(self) -> Connection:
-        """Kept for ``syncd check`` (``rt.adapter.check()`` in cli.py): the
-        connection, whose ``check()`` and ``list_ids()`` send the adapter's
-        requests. New code uses ``connection``."""
-        return self.connection
-
     async def close(self) -> None:
         await self.connection.close()
 

@@ -64,10 +64,13 @@ def scim_filter(expression: str) -> list[tuple[str, str]] | None:
 def scim_matches(doc: dict[str, Any], terms: Iterable[tuple[str, str]]) -> bool:
     for attribute, value in terms:
         if attribute == "emails.value":
-            if any(str(e.get("value", "")).lower() == value.lower() for e in doc.get("emails") or []):
+            # SCIM's emails, or Wacht's own body (user_email_addresses)
+            emails = [e.get("value") for e in doc.get("emails") or []]
+            emails += [e.get("email") for e in doc.get("user_email_addresses") or []]
+            if any(str(e or "").lower() == value.lower() for e in emails):
                 return True
         elif attribute == "username":
-            if str(doc.get("userName", "")).lower() == value.lower():
+            if str(doc.get("userName", doc.get("username", ""))).lower() == value.lower():
                 return True
         elif str(doc.get(_SCIM_ATTRIBUTES.get(attribute, attribute), "")) == value:
             return True

@@ -194,10 +194,10 @@ def zitadel_matches(user: dict[str, Any], condition: dict[str, Any]) -> bool:
     if "inUserIdsQuery" in condition:
         return user["userId"] in condition["inUserIdsQuery"].get("userIds", [])
     if "userNameQuery" in condition:
-        return user.get("username") == condition["userNameQuery"].get("userName")
+        return _text_equals(user.get("username"), condition["userNameQuery"], "userName")
     if "emailQuery" in condition:
         email = ((user.get("human") or {}).get("email") or {}).get("email")
-        return email == condition["emailQuery"].get("emailAddress")
+        return _text_equals(email, condition["emailQuery"], "emailAddress")
     if "organizationIdQuery" in condition:
         owner = (user.get("details") or {}).get("resourceOwner")
         return owner == condition["organizationIdQuery"].get("organizationId")
@@ -205,3 +205,13 @@ def zitadel_matches(user: dict[str, Any], condition: dict[str, Any]) -> bool:
 
 
 DIALECT = ZitadelDialect
+
+
+def _text_equals(value: Any, query: dict[str, Any], key: str) -> bool:
+    """A TextQuery: ``TEXT_QUERY_METHOD_EQUALS`` (the default) or ``…_IGNORE_CASE``."""
+    wanted = query.get(key)
+    if not isinstance(value, str) or not isinstance(wanted, str):
+        return False
+    if query.get("method") == "TEXT_QUERY_METHOD_EQUALS_IGNORE_CASE":
+        return value.casefold() == wanted.casefold()
+    return value == wanted
