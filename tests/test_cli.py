@@ -184,6 +184,7 @@ async def test_demo_runs_twice_on_a_fresh_state_dir_and_shows_every_event_type(t
         assert rc == 0, err
         assert "user.created=" in out and "user.updated=" in out and "user.deleted=" in out
         assert "resync with nothing changed upstream" in out
+        assert "listing complete, listed 23, new 1, missing 2" in out
 
 
 async def test_outbox_claim_marks_events_processed_and_prune_removes_old_ones(

@@ -69,7 +69,8 @@ async def _start_providers(fakes: dict[str, FakeProvider]) -> Config:
         await f.start()
         env = f"SYNCD_DEMO_{ptype.upper()}_TOKEN"
         os.environ[env] = f.token
-        providers.append({**f.provider_config(f"demo-{ptype}", token_env=env), "concurrency": 8})
+        config = {**f.provider_config(f"demo-{ptype}", token_env=env), "concurrency": 8, "discover": "1h"}
+        providers.append(config)
     return config_mod.from_dict(
         {
             "providers": providers,
@@ -81,11 +82,12 @@ async def _start_providers(fakes: dict[str, FakeProvider]) -> Config:
 
 
 async def _tell_the_story(engine: Engine, store: Store, fakes: dict[str, FakeProvider], users: int) -> None:
-    """Three passes: every user new; after upstream changes and deletions; with nothing changed."""
-    for ptype, f in fakes.items():
-        ids = f.seed(users)
-        await store.add_targets(f"demo-{ptype}", ids)
-    await _pass(engine, store, fakes, "1. first sync: every user is new")
+    """Discovery enrols every user, a pass creates them; upstream changes,
+    deletions and a new user; discovery again, a pass; then nothing changed."""
+    for f in fakes.values():
+        f.seed(users)
+    await _discover(engine, fakes, "1. discovery: list each provider's users, enrol them as targets")
+    await _pass(engine, store, fakes, "2. first sync: every user is new")
 
     changed: list[str] = []
     for ptype, f in fakes.items():
@@ -94,10 +96,26 @@ async def _tell_the_story(engine: Engine, store: Store, fakes: dict[str, FakePro
             f.modify(uid)
         for uid in ids[-2:]:
             del f.users[uid]
-        changed.append(f"{ptype}: changed {ids[0]} and 2 more; deleted {ids[-1]} and 1 more")
+        [added] = f.seed(1, start=users)
+        changed.append(f"{ptype}: changed {ids[0]} and 2 more; deleted {ids[-1]} and 1 more; added {added}")
     _print("   upstream " + "\n   upstream ".join(changed) + "\n")
-    await _pass(engine, store, fakes, "2. resync after upstream changes")
-    await _pass(engine, store, fakes, "3. resync with nothing changed upstream")
+    await store.make_discovery_due(None)
+    await _discover(
+        engine, fakes, "3. discovery again: one new user each, two missing (a listing deletes no one)"
+    )
+    await _pass(engine, store, fakes, "4. resync: the missing users answer 404 by id, so they are deleted")
+    await _pass(engine, store, fakes, "5. resync with nothing changed upstream")
+
+
+async def _discover(engine: Engine, fakes: dict[str, FakeProvider], title: str) -> None:
+    _print(title)
+    for ptype in fakes:
+        report = await engine.discover(f"demo-{ptype}")
+        _print(
+            f"   demo-{ptype}: listing {report.verdict}, listed {report.listed}, new {report.new},"
+            f" missing {report.missing}, unchanged {report.unchanged}"
+        )
+    _print()
 
 
 async def _pass(engine: Engine, store: Store, fakes: dict[str, FakeProvider], title: str) -> None:

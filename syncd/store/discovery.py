@@ -69,5 +69,9 @@ class Discovery(Database):
         """Record a listing that changed nothing, and release the lease."""
         await self._execute("fail_discovery", provider, owner, verdict, reason[:1000], listed, next_in)
 
+    async def make_discovery_due(self, provider: str | None) -> int:
+        """Ask for the next listing now (None: every provider's)."""
+        return await self._count("make_discovery_due", provider)
+
     async def discovery_status(self) -> list[asyncpg.Record]:
         return await self._fetch("discovery_status")

@@ -76,3 +76,8 @@ SELECT provider, started_at, finished_at, last_success_at, verdict, reason, list
        unchanged, next_at, leased_by, lease_expires_at
 FROM syncd.discovery
 ORDER BY provider;
+
+-- name: make_discovery_due
+-- $1 provider (NULL = every provider)
+-- Ask for the next listing now (the daemon looks every 30 s).
+UPDATE syncd.discovery SET next_at = now() WHERE $1::text IS NULL OR provider = $1;

@@ -11,7 +11,19 @@ import pytest
 from syncd.cli import build_parser
 from syncd.cli.output import fmt_time, fmt_utc, print_table
 
-COMMANDS = ["migrate", "run", "resync", "targets", "status", "check", "demo", "deletions", "pause", "outbox"]
+COMMANDS = [
+    "migrate",
+    "run",
+    "resync",
+    "discover",
+    "targets",
+    "status",
+    "check",
+    "demo",
+    "deletions",
+    "pause",
+    "outbox",
+]
 
 
 def test_a_table_pads_each_column_to_its_widest_cell_and_strips_trailing_space():
