@@ -170,3 +170,22 @@ async def test_adding_a_discovered_user_by_hand_makes_it_explicit(store):
     await store.add_targets(PROVIDER, ["u01", "u01"])
     sources = await targets(store)
     assert sources["u01"] == "explicit" and sources["u02"] == "discovered"
+
+
+async def test_a_lease_lost_mid_listing_ends_it_and_writes_nothing(store):
+    """A page that waits long (a Retry-After) while the lease expires and
+    another replica takes it: the heartbeat notices, nothing is written."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow() -> AsyncIterator[Page]:
+        yield Page(cursor=1, ids=("a",), echoed=1, total=2, next=2)
+        started.set()
+        await release.wait()
+        yield Page(cursor=2, ids=("b",), echoed=2, total=2, next=None)
+
+    task = asyncio.create_task(discoverer(store, slow, lease_seconds=0.3).run())
+    await asyncio.wait_for(started.wait(), 10)
+    await store.pool.execute("UPDATE syncd.discovery SET leased_by = 'replica-b'")
+    report = await asyncio.wait_for(task, 10)
+    assert report.verdict is Verdict.FAILED and "lease was lost" in report.reason
+    assert await targets(store) == {}

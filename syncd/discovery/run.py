@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -19,7 +19,7 @@ import structlog
 from syncd import metrics
 from syncd.discovery.listing import Listing, ListingIncomplete, Page, Verdict
 from syncd.discovery.reconcile import Reconciliation, reconcile
-from syncd.errors import SyncdError
+from syncd.errors import StoreUnavailable, SyncdError
 from syncd.store import DiscoveryHolder, Store
 
 log = structlog.get_logger("syncd.discovery")
@@ -67,7 +67,7 @@ class Discoverer:
     settings: DiscoverySettings
     pages: Callable[[], AsyncIterator[Page]]
     owner: str
-    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     async def run(self, *, dry_run: bool = False) -> DiscoveryReport:
         """List now (`syncd discover`): the report, LEASED when another
@@ -108,16 +108,39 @@ class Discoverer:
         return await self._reconciled(ids, dry_run)
 
     async def _walk(self, listing: Listing, *, leased: bool) -> list[str]:
-        renew_at = self.clock() + self.settings.lease_seconds / 3
+        """Every page into ``listing``, while a heartbeat keeps the lease (a
+        page may wait out a long Retry-After); a lost lease ends the walk."""
+        if not leased:
+            return await self._read_pages(listing)
+        heartbeat = asyncio.create_task(self._keep_lease(), name=f"discovery-lease:{self.settings.provider}")
+        walk = asyncio.create_task(self._read_pages(listing), name=f"discovery:{self.settings.provider}")
+        try:
+            await asyncio.wait({heartbeat, walk}, return_when=asyncio.FIRST_COMPLETED)
+            if not walk.done():
+                heartbeat.result()  # it only ends by raising: the lease was lost
+            return walk.result()
+        finally:
+            for task in (heartbeat, walk):
+                task.cancel()
+            await asyncio.gather(heartbeat, walk, return_exceptions=True)
+
+    async def _read_pages(self, listing: Listing) -> list[str]:
         async for page in self.pages():
             listing.add(page)
-            if leased and self.clock() >= renew_at:
-                if not await self.store.renew_discovery_lease(
-                    self.settings.provider, self.owner, seconds=self.settings.lease_seconds
-                ):
-                    raise SyncdError("the discovery lease was lost (another replica took it over)")
-                renew_at = self.clock() + self.settings.lease_seconds / 3
         return listing.finish()
+
+    async def _keep_lease(self) -> None:
+        """Renew the lease every third of it; raise once another replica has it."""
+        while True:
+            await self.sleep(self.settings.lease_seconds / 3)
+            try:
+                renewed = await self.store.renew_discovery_lease(
+                    self.settings.provider, self.owner, seconds=self.settings.lease_seconds
+                )
+            except StoreUnavailable:
+                continue  # the write at the end checks the lease again
+            if not renewed:
+                raise SyncdError("the discovery lease was lost (it expired and another replica took it over)")
 
     async def _reconciled(self, ids: list[str], dry_run: bool) -> DiscoveryReport:
         name = self.settings.provider
