@@ -240,3 +240,22 @@ async def test_two_daemons_list_on_schedule_once_and_sync_what_they_enrolled(
 
 async def _equals(value, expected) -> bool:
     return await value() == expected
+
+
+async def test_sigterm_mid_listing_changes_nothing_and_frees_the_lease(store, zitadel, db_url, start_daemon):
+    import asyncio
+    import signal
+
+    from tests.conftest import wait_for
+
+    zitadel.seed(50)
+    zitadel.listing.cap = 10
+    zitadel.latency = 0.5  # five pages: the daemon is mid-listing for seconds
+    d = await start_daemon(db_url, zitadel.url, extra='discover = "1h"')
+    await wait_for(lambda: zitadel.listing.calls >= 1, timeout=20)
+    d.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(d.proc.wait(), 20) == 0
+    assert await target_ids(store) == set()
+    [row] = await store.discovery_status()
+    assert row["leased_by"] is None and "interrupted" in row["reason"]
+    assert "discovery.interrupted" in [e.get("event") for e in d.logs()]
