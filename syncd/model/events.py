@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from syncd.diff import patch
-from syncd.identity import Identity
+from syncd.model.diff import patch
+from syncd.model.identity import Identity
 
 #: namespace of the deterministic outbox event ids (uuid5)
 EVENT_NAMESPACE = uuid.UUID("6f1c1d3e-5b8a-4c47-9a52-3e0c2b9d7a11")

@@ -20,7 +20,7 @@ from syncd.providers.check import CheckFailed
 from syncd.providers.urls import config_url, join_url, path_segment, user_url
 
 if TYPE_CHECKING:
-    from syncd.identity import Identity
+    from syncd.model.identity import Identity
 
 
 class Adapter(Protocol):

@@ -12,7 +12,7 @@ from syncd.http import ProviderClient, Request
 from syncd.providers.documents import SCIM_LIST, as_count, describe, has_schema
 
 if TYPE_CHECKING:
-    from syncd.identity import Identity
+    from syncd.model.identity import Identity
     from syncd.providers.base import Adapter
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from syncd.http import ProviderClient
 
 if TYPE_CHECKING:
-    from syncd.identity import Identity
+    from syncd.model.identity import Identity
     from syncd.providers.base import Adapter
 
 

@@ -30,7 +30,7 @@ from pydantic import AfterValidator, model_validator
 from syncd.configbase import Model, ProviderBase, at_most_one, path_segment_id, read_secret
 from syncd.errors import MalformedResponse, ProviderError
 from syncd.http import Request, TokenFlow
-from syncd.identity import Email, Identity
+from syncd.model.identity import Email, Identity
 from syncd.model.listing import Cursor, ListingIncomplete, ListSettings, Page
 from syncd.providers.base import ProviderType
 from syncd.providers.check import CheckFailed

@@ -30,8 +30,8 @@ from yarl import URL
 from syncd.configbase import ProviderBase, need_token, read_secret
 from syncd.errors import ConfigError, MalformedResponse
 from syncd.http import Auth, BearerToken, Request
-from syncd.identity import Email, Identity, primary_email
 from syncd.jsonutil import loads
+from syncd.model.identity import Email, Identity, primary_email
 from syncd.model.listing import Cursor, ListSettings, Page
 from syncd.providers.base import ProviderType, SearchBy, has_value
 from syncd.providers.check import scim_list_answer, scim_list_request

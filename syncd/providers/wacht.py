@@ -30,8 +30,8 @@ from pydantic import AfterValidator, model_validator
 
 from syncd.configbase import ProviderBase, need_token, path_segment_id
 from syncd.errors import MalformedResponse
-from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
+from syncd.model.identity import Email, Identity
 from syncd.providers.base import ProviderType
 from syncd.providers.documents import document, json_error, obj, scim_error_404, status_is
 from syncd.providers.scim import ScimFilter, ScimUsers, make_auth, scim_fields

@@ -23,9 +23,9 @@ from pydantic import AfterValidator, model_validator
 
 from syncd.configbase import ProviderBase, at_most_one, need_token, path_segment_id, read_secret
 from syncd.http import Auth, TokenFlow
-from syncd.identity import Identity
 from syncd.jsonutil import loads
 from syncd.logs import register_secret
+from syncd.model.identity import Identity
 from syncd.providers import scim
 from syncd.providers.base import ProviderType
 from syncd.providers.documents import document, is_scim_not_found, obj

@@ -18,8 +18,8 @@ from pydantic import AfterValidator, model_validator
 from syncd.configbase import ProviderBase, at_most_one, read_secret
 from syncd.errors import MalformedResponse, ProviderError
 from syncd.http import Auth, BearerToken, Request, TokenFlow
-from syncd.identity import Email, Identity
 from syncd.jsonutil import loads
+from syncd.model.identity import Email, Identity
 from syncd.model.listing import Cursor, ListSettings, Page
 from syncd.providers.base import ProviderType, SearchBy, has_value
 from syncd.providers.check import CheckFailed

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from syncd.diff import patch
+from syncd.model.diff import patch
 from syncd.model.events import event_patch, record_from_row
 from syncd.model.status import EventType, TargetStatus
 from syncd.sync.fetch import fetch_batch

@@ -11,9 +11,9 @@ from typing import Any
 
 import structlog
 
-from syncd.diff import record_json_and_hash
 from syncd.errors import AuthError, DocumentRefused, MalformedResponse, NotFound, ProviderError
-from syncd.identity import Identity, without_nul
+from syncd.model.diff import record_json_and_hash
+from syncd.model.identity import Identity, without_nul
 from syncd.providers import FetchResult
 from syncd.sync.plan import Outcome
 from syncd.sync.runtime import ProviderRuntime

@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 import structlog
 
-from syncd.diff import record_hash
 from syncd.errors import CircuitOpen, DocumentRefused, NotFound, ProviderError
 from syncd.http.retry import RetryPolicy
+from syncd.model.diff import record_hash
 from syncd.model.events import event_id, event_payload, record_from_row
 from syncd.model.status import EventType, TargetStatus
 from syncd.store import RUN_COUNTS, ChangeSet, TargetUpdates

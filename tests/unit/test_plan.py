@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from syncd.diff import record_json_and_hash
 from syncd.errors import CircuitOpen, DocumentRefused, NotFound, TransientError
-from syncd.identity import Identity
+from syncd.model.diff import record_json_and_hash
 from syncd.model.events import event_patch, record_from_row
+from syncd.model.identity import Identity
 from syncd.sync.plan import (
     Outcome,
     PlanSettings,

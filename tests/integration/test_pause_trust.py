@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 
 from syncd.timeutil import utcnow
-from tests.conftest import seeded, wait_for
-from tests.test_cli import syncd, write_config
+from tests.integration.conftest import seeded, wait_for
+from tests.integration.test_cli import syncd, write_config
 
 
 async def notify_as_reader(db_url: str, payload: str) -> None:

@@ -11,8 +11,8 @@ import pytest
 
 from syncd.discovery.listing import Verdict
 from syncd.testing.dialects import fake
-from tests.conftest import FAST, TOKEN_ENV
-from tests.test_cli import syncd
+from tests.integration.conftest import FAST, TOKEN_ENV
+from tests.integration.test_cli import syncd
 
 TYPES = ["zitadel", "wacht", "fortanix", "webex", "scim"]
 N = 130
@@ -220,7 +220,7 @@ async def test_two_daemons_list_on_schedule_once_and_sync_what_they_enrolled(
     """`discover = "1s"`: the daemons list by themselves (the lease that keeps
     them from listing at once is tested in test_discovery_store), and what a
     listing enrolled is created."""
-    from tests.conftest import wait_for
+    from tests.integration.conftest import wait_for
 
     ids = zitadel.seed(30)
     a = await start_daemon(db_url, zitadel.url, name="a", extra='discover = "1s"')
@@ -246,7 +246,7 @@ async def test_sigterm_mid_listing_changes_nothing_and_frees_the_lease(store, zi
     import asyncio
     import signal
 
-    from tests.conftest import wait_for
+    from tests.integration.conftest import wait_for
 
     zitadel.seed(50)
     zitadel.listing.cap = 10

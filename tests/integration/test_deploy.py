@@ -15,7 +15,7 @@ import yaml
 
 from syncd import config
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S_VERSION = "1.30"
 CRDS = {"monitoring.coreos.com/v1"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.test_cli import syncd, write_config
+from tests.integration.test_cli import syncd, write_config
 
 
 def _file(tmp_path: Path, data: bytes) -> str:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from syncd import config
-from syncd.cli import EXIT_CONFIG
 from syncd.errors import ConfigError
 
 BASE = {"name": "z", "type": "zitadel", "base_url": "https://z.example", "token_env": "Z_TOKEN"}
@@ -214,37 +210,6 @@ def test_the_startup_warning_is_logged(logs):
     [event] = [e for e in logs if e["event"] == "config.warning"]
     assert event["provider"] == "z" and event["log_level"] == "warning"
     assert "http://127.0.0.1:1 sends credentials unencrypted" in event["detail"]
-
-
-def test_syncd_check_refuses_a_base_url_with_user_and_password_in_one_line(tmp_path):
-    """The real entry point: it used to pass the config and crash in aiohttp."""
-    path = tmp_path / "syncd.toml"
-    path.write_text(
-        """
-[database]
-url = "postgresql://127.0.0.1:1/none"
-[[providers]]
-name = "corp"
-type = "zitadel"
-base_url = "https://syncd:hunter2@corp.example"
-token_env = "CORP_TOKEN"
-"""
-    )
-    proc = subprocess.run(
-        [sys.executable, "-m", "syncd", "check", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "CORP_TOKEN": "t0ken-value"},
-    )
-    assert proc.returncode == EXIT_CONFIG
-    assert "Traceback" not in proc.stderr + proc.stdout
-    assert "hunter2" not in proc.stderr + proc.stdout
-    [line] = [ln for ln in proc.stderr.splitlines() if "base_url" in ln]
-    assert line == (
-        f"{path}: providers[0] (name='corp').base_url: must not hold credentials (user:password@): "
-        "give them by reference (token_env/token_file, or the provider's *_env/*_file keys)"
-    )
 
 
 @pytest.mark.parametrize("value", ["", ".", "..", " .. ", "a\nb"])

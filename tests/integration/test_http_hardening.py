@@ -31,7 +31,7 @@ from syncd.testing.dialects.fortanix import FortanixDialect
 from syncd.testing.dialects.zitadel import ZitadelDialect
 from syncd.testing.fake import Announcement, FakeProvider
 from syncd.timeutil import MAX_RETRY_AFTER, parse_retry_after, utcnow
-from tests.conftest import TOKEN_ENV, seeded, wait_for
+from tests.integration.conftest import TOKEN_ENV, seeded, wait_for
 
 CLIENT_CREDENTIALS = {"token_env": None, "client_id": "syncd-client", "client_secret_env": TOKEN_ENV}
 Answer = Callable[[web.Request], Awaitable[web.StreamResponse]]

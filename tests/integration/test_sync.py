@@ -14,7 +14,7 @@ from syncd.store import Store
 from syncd.sync import fetch as fetch_mod
 from syncd.sync.fetch import fetch_batch
 from syncd.sync.runner import plan_outcomes
-from tests.conftest import wait_for
+from tests.integration.conftest import wait_for
 
 
 async def events(store: Store, type_: str | None = None) -> list[asyncpg.Record]:

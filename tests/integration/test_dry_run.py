@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 
-from tests.conftest import FAST
+from tests.integration.conftest import FAST
 
 CHANGES = ("created", "updated", "restored", "deleted")
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import MalformedResponse
-from syncd.identity import Email
+from syncd.model.identity import Email
 from syncd.providers import fortanix, scim, wacht, webex
 from syncd.testing.dialects import fake
-from tests.conftest import TOKEN_ENV
+from tests.integration.conftest import TOKEN_ENV
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 def load(name: str) -> dict:

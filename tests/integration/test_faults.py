@@ -13,7 +13,7 @@ import pytest
 
 from syncd.engine import Engine
 from syncd.testing.fake import retry_after_date
-from tests.conftest import FAST, TOKEN_ENV, seeded, wait_for
+from tests.integration.conftest import FAST, TOKEN_ENV, seeded, wait_for
 
 
 async def n_events(store, type_: str | None = None) -> int:

@@ -11,9 +11,9 @@ import pytest
 
 from syncd.providers import REGISTRY, fortanix, scim, wacht, webex, zitadel
 from syncd.testing.dialects import DIALECTS, fake
-from tests.conftest import FAST, TOKEN_ENV
+from tests.integration.conftest import FAST, TOKEN_ENV
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 JSON = {"Content-Type": "application/json"}
 SCIM_JSON = {"Content-Type": "application/scim+json"}
 TEXT = {"Content-Type": "text/plain; charset=utf-8"}

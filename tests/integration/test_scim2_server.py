@@ -48,7 +48,7 @@ from syncd.engine import Engine
 from syncd.model.listing import Page
 from syncd.providers.listing import list_settings
 from syncd.providers.scim import is_not_found
-from tests.conftest import FAST, TOKEN_ENV, free_port
+from tests.integration.conftest import FAST, TOKEN_ENV, free_port
 
 TOKEN = "scim2-server-test-token"
 USER = "urn:ietf:params:scim:schemas:core:2.0:User"

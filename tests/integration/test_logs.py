@@ -14,7 +14,7 @@ import structlog
 
 from syncd import logs
 from syncd.logs import LineWriter
-from tests.conftest import TOKEN_ENV, DaemonProcess, free_port, wait_for
+from tests.integration.conftest import TOKEN_ENV, DaemonProcess, free_port, wait_for
 
 
 class Broken(io.StringIO):

@@ -6,7 +6,10 @@ wrong shape each fail, and the line names the URL tried."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +17,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from syncd.cli import EXIT_CONFIG
 from syncd.testing.dialects import fake
 from syncd.testing.fake import FakeProvider
-from tests.conftest import TOKEN_ENV
-from tests.test_cli import syncd
+from tests.integration.conftest import TOKEN_ENV
+from tests.integration.test_cli import syncd
 
 TYPES = ["zitadel", "wacht", "fortanix", "webex", "scim"]
 
@@ -181,3 +185,34 @@ async def test_a_body_of_the_wrong_shape_fails(tmp_path, store, db_url, fakes, a
     cfg = write_config(tmp_path, db_url, [{**provider(fakes["fortanix"]), "base_url": anything_goes}])
     rc, out, _ = await syncd("check", "--config", cfg)
     assert rc == 1 and "FAILED" in line_of(out, "fortanix") and anything_goes in line_of(out, "fortanix")
+
+
+def test_syncd_check_refuses_a_base_url_with_user_and_password_in_one_line(tmp_path):
+    """The real entry point: it used to pass the config and crash in aiohttp."""
+    path = tmp_path / "syncd.toml"
+    path.write_text(
+        """
+[database]
+url = "postgresql://127.0.0.1:1/none"
+[[providers]]
+name = "corp"
+type = "zitadel"
+base_url = "https://syncd:hunter2@corp.example"
+token_env = "CORP_TOKEN"
+"""
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "syncd", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "CORP_TOKEN": "t0ken-value"},
+    )
+    assert proc.returncode == EXIT_CONFIG
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "hunter2" not in proc.stderr + proc.stdout
+    [line] = [ln for ln in proc.stderr.splitlines() if "base_url" in ln]
+    assert line == (
+        f"{path}: providers[0] (name='corp').base_url: must not hold credentials (user:password@): "
+        "give them by reference (token_env/token_file, or the provider's *_env/*_file keys)"
+    )

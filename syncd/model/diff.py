@@ -10,8 +10,8 @@ from typing import Any
 import jsonpatch
 import orjson
 
-from syncd.identity import CORE_FIELDS, Identity
 from syncd.jsonutil import content_hash
+from syncd.model.identity import CORE_FIELDS, Identity
 
 
 def without_fields(doc: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:

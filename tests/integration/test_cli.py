@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from tests.conftest import TOKEN_ENV
+from tests.integration.conftest import TOKEN_ENV
 
 
 async def syncd(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> tuple[int, str, str]:

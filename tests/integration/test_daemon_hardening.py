@@ -23,8 +23,8 @@ from syncd import config as config_mod
 from syncd.daemon import Daemon
 from syncd.http import RetryPolicy
 from syncd.testing.fake import FakeProvider
-from tests.conftest import TOKEN_ENV, DaemonProcess, free_port, wait_for
-from tests.pgproxy import PgProxy
+from tests.integration.conftest import TOKEN_ENV, DaemonProcess, free_port, wait_for
+from tests.integration.pgproxy import PgProxy
 
 
 async def readyz(d: DaemonProcess) -> tuple[int, dict[str, Any]] | None:

@@ -20,8 +20,8 @@ from syncd import jsonutil
 from syncd.testing.dialects import fake
 from syncd.testing.dialects.zitadel import ZitadelDialect
 from syncd.testing.fake import FakeProvider
-from tests.conftest import FAST, TOKEN_ENV
-from tests.test_redact import SPELLINGS as REDACT_SPELLINGS
+from tests.integration.conftest import FAST, TOKEN_ENV
+from tests.unit.test_redact import SPELLINGS as REDACT_SPELLINGS
 
 #: spellings exact-name matching let through (issue 13, item 10), each with a
 #: value that must never be stored

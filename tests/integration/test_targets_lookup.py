@@ -10,8 +10,8 @@ import pytest
 from syncd.errors import ConfigError
 from syncd.providers.search import UserNotFound
 from syncd.testing.dialects import fake
-from tests.conftest import TOKEN_ENV
-from tests.test_cli import syncd
+from tests.integration.conftest import TOKEN_ENV
+from tests.integration.test_cli import syncd
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from syncd.sync import plan as plan_mod
-from tests.conftest import seeded
-from tests.test_cli import syncd, write_config
+from tests.integration.conftest import seeded
+from tests.integration.test_cli import syncd, write_config
 
 
 def nested_user_body(fake, uid: str, levels: int) -> bytes:

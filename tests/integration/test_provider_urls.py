@@ -13,7 +13,7 @@ from syncd.errors import ProviderError
 from syncd.providers.base import join_url, path_segment, user_url
 from syncd.testing.dialects import fake
 from syncd.testing.fake import FakeProvider
-from tests.conftest import FAST, TOKEN_ENV
+from tests.integration.conftest import FAST, TOKEN_ENV
 
 #: each would reach another path, add a query, or name another user if sent as is
 HOSTILE_IDS = ["../_log", "a?b=c", "a/b", "a#b", "100%", "a+b==", "x/../../y", "%2e%2e", "a b", "é"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from syncd.cli import EXIT_ATTENTION, EXIT_OK
-from tests.test_cli import syncd, write_config
+from tests.integration.test_cli import syncd, write_config
 
 
 def _config(tmp_path: Path, db_url: str, url: str, lease: str | None = None) -> str:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from syncd.errors import MalformedResponse
-from syncd.identity import Email
+from syncd.model.identity import Email
 from syncd.providers.zitadel import error_detail, normalize
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent.parent / "fixtures"
 
 
 def load(name: str) -> dict:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from syncd.identity import Email, Identity
+from syncd.model.identity import Email, Identity
 
 
 def test_defaults_and_a_fresh_raw_document_for_every_record():
@@ -42,7 +42,7 @@ def test_replace_and_equality_work_as_for_any_dataclass():
 
 
 def test_the_fast_init_refuses_a_class_it_would_build_wrongly():
-    from syncd.identity import _dict_init
+    from syncd.model.identity import _dict_init
 
     with pytest.raises(TypeError, match="__post_init__"):
 

@@ -25,8 +25,8 @@ from syncd.testing.dialects import fake
 from syncd.testing.dialects.fortanix import FortanixDialect
 from syncd.testing.dialects.zitadel import ZitadelDialect
 from syncd.testing.fake import retry_after_date
-from tests.conftest import seeded
-from tests.test_http_hardening import CLIENT_CREDENTIALS, ScriptedZitadel, last_errors, serving
+from tests.integration.conftest import seeded
+from tests.integration.test_http_hardening import CLIENT_CREDENTIALS, ScriptedZitadel, last_errors, serving
 
 MiB = 1 << 20
 #: what a bomb inflates to: far over the limit, cheap to build (see _bomb)
