@@ -13,7 +13,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -106,6 +106,12 @@ class ProviderBase(Durations):
     ignore_fields: tuple[str, ...] | None = None
     redact_fields: tuple[str, ...] = ()
     cron: str | None = None
+    #: how users are read: "batch" (many by id per request, where the API
+    #: allows), "by_id" (one request each), "auto" (batch where possible)
+    refresh: Literal["auto", "by_id", "batch", "feed"] = "auto"
+    #: ids per batch read (ZITADEL: at most 1000; SCIM: at most the server's
+    #: filter.maxResults, and 100, as the ids go in the URL)
+    batch_size_read: int = Field(default=100, ge=2, le=1000)
     #: list every user this often and enrol the new ones (None: explicit targets only)
     discover: Annotated[float, Field(gt=0)] | None = None
     #: discovery's scope; its type is the provider type's (a SCIM filter string,
@@ -134,6 +140,15 @@ class ProviderBase(Durations):
         if not parts.hostname:
             raise ValueError("has no host")
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refresh_modes_built(self) -> ProviderBase:
+        if self.refresh == "feed":
+            raise ValueError(
+                'refresh: "feed" is not available yet (no change feed is read for any provider type);'
+                ' use "auto", "batch" or "by_id"'
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_token_source(self) -> ProviderBase:

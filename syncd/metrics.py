@@ -38,3 +38,13 @@ DISCOVERY_LAST_SUCCESS = Gauge(
     ["provider"],
 )
 DISCOVERIES = Counter("syncd_discoveries_total", "Listings by verdict", ["provider", "verdict"])
+REQUESTS = Counter(
+    "syncd_requests_total",
+    "Requests sent to providers, by kind (get, batch, list, check, search, token); each attempt counts",
+    ["provider", "kind"],
+)
+BATCH_READS = Gauge(
+    "syncd_batch_reads",
+    "1 while the provider's users are read in batches, 0 when read one by one",
+    ["provider"],
+)

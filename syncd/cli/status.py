@@ -40,6 +40,8 @@ RUN_COLUMNS = (
     "UNCHANGED",
     "FAILED",
     "HELD",
+    "READS",
+    "REQ/USER",
 )
 DISCOVERY_COLUMNS = (
     "PROVIDER",
@@ -131,7 +133,16 @@ def _run_row(r: Any) -> tuple[Any, ...]:
         fmt_time(r["started_at"]),
         r["status"],
         *(r[c] for c in RUN_COUNTERS),
+        r["read_mode"] or "-",
+        _per_user(r["requests"], r["fetched"] + r["not_found"] + r["failed"]),
     )
+
+
+def _per_user(requests: int | None, users: int) -> str:
+    """Requests per user refreshed (a 404 or a failure was asked for too)."""
+    if requests is None or not users:
+        return "-"
+    return f"{requests / users:.3f}"
 
 
 def _print_targets(rows: Sequence[Any]) -> None:

@@ -85,6 +85,8 @@ class ProviderClient:
         self.provider = provider
         self.session = session
         self.gate = gate
+        #: requests sent so far, by ``Request.kind`` (each attempt counts)
+        self.sent: dict[str, int] = {}
         self.auth = auth
         self.policy = policy or RetryPolicy()
         #: how this provider's answers read: its error shape, tracking header and
@@ -244,6 +246,8 @@ class ProviderClient:
 
     async def _exchange(self, request: Request, headers: dict[str, str]) -> _Answer:
         """Send the request under a gate slot already held (released here)."""
+        self.sent[request.kind] = self.sent.get(request.kind, 0) + 1
+        metrics.REQUESTS.labels(self.provider, request.kind).inc()
         started = time.monotonic()
         try:
             # after the gate: a request that waited out a pause or a renewal uses the newest token

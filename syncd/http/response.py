@@ -45,6 +45,9 @@ class Request:
     url: URL | str
     params: Mapping[str, str] | None = None
     json: Any = None
+    #: what it is for, counted by ``syncd_requests_total{kind}``: get (one
+    #: user), batch (users by id), list (a listing's page), check, search
+    kind: str = "get"
 
 
 class Response:

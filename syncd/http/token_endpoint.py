@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from syncd import metrics
 from syncd.errors import AuthError, ProviderError, TransientError
 from syncd.http import defaults
 from syncd.http.response import rate_limited, read_body
@@ -29,6 +30,7 @@ async def post_checked(
 
     Transport errors are a ``TransientError``; the answer is read by
     ``refusal`` below."""
+    metrics.REQUESTS.labels(provider, "token").inc()
     try:
         async with asyncio.timeout(deadline):
             async with session.post(

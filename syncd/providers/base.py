@@ -9,7 +9,7 @@ An adapter builds requests and maps answers; it does no I/O (the client in
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -70,6 +70,25 @@ class Lister(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchReader(Protocol):
+    """Optional: adapters whose API reads many users by id in one request.
+    The settings answer is ``Lister.list_settings_request``'s (SCIM's
+    ServiceProviderConfig), or None where the reference fixes them."""
+
+    def batch_limit(self, settings: Any) -> int:
+        """Ids one request may ask for; 0 when the server can't batch."""
+        ...
+
+    def batch_request(self, user_ids: Sequence[str]) -> Request: ...
+
+    def batch_answer(self, doc: Any) -> list[Any]:
+        """The user documents of the answer, each as the by-id read gives it
+        (so a user's hash is the same either way); not yet checked to be the
+        ones asked for."""
+        ...
+
+
 #: what an admin may look a user up by (`syncd targets add --username/--email`)
 SearchBy = Literal["username", "email"]
 
@@ -123,6 +142,7 @@ class ProviderType:
 
 __all__ = [
     "Adapter",
+    "BatchReader",
     "CheckFailed",
     "Lister",
     "ProviderType",

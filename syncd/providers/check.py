@@ -80,7 +80,7 @@ async def _token_for_check(client: ProviderClient) -> str | None:
 
 def scim_list_request(users_url: URL) -> Request:
     """``GET <users_url>?startIndex=1&count=1``: a list of one."""
-    return Request("GET", users_url.update_query({"startIndex": "1", "count": "1"}))
+    return Request("GET", users_url.update_query({"startIndex": "1", "count": "1"}), kind="check")
 
 
 def scim_list_answer(request: Request, doc: Any, normalize: Callable[[Any], Identity]) -> str:

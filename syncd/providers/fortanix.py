@@ -195,7 +195,7 @@ class FortanixAdapter:
 
     def check_request(self) -> Request:
         """``GET /sys/v1/users?limit=1``: the session, the path and the API."""
-        return Request("GET", self.users_url.update_query({"limit": "1"}))
+        return Request("GET", self.users_url.update_query({"limit": "1"}), kind="check")
 
     def check_answer(self, request: Request, page: Any) -> str:
         """A JSON array (of one user that maps, if the account has any)."""
@@ -222,7 +222,7 @@ class FortanixAdapter:
             params["start"] = str(cursor)
         if self.config.discover_filter is not None:
             params["group_id"] = self.config.discover_filter.group_id
-        return Request("GET", self.users_url, params=params)
+        return Request("GET", self.users_url, params=params, kind="list")
 
     def list_page(self, doc: Any, cursor: Cursor, settings: ListSettings) -> Page:
         return keyset_page(doc, None if cursor is None else str(cursor), settings.page_size)

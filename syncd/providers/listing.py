@@ -8,6 +8,7 @@ the only I/O. Whether the pages make a complete listing is
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 
@@ -29,20 +30,25 @@ def lister(adapter: Adapter | Lister, provider: str) -> Lister:
     return adapter
 
 
-async def list_settings(adapter: Lister, client: ProviderClient) -> ListSettings:
+async def settings_document(adapter: Lister, client: ProviderClient) -> Any:
+    """What the server says it supports (SCIM's ServiceProviderConfig); None
+    where the reference fixes it, or the server has no such endpoint."""
     request = adapter.list_settings_request()
     if request is None:
-        return adapter.list_settings(None)
+        return None
     try:
-        doc = client.document(await client.send(request))
+        return client.document(await client.send(request))
     except ProviderError as exc:
         if exc.status not in NO_SUCH_ENDPOINT:
             raise
         log.info(
-            "discovery.no_settings_endpoint", provider=client.provider, url=request.url, status=exc.status
+            "provider.no_settings_endpoint", provider=client.provider, url=request.url, status=exc.status
         )
-        doc = None
-    return adapter.list_settings(doc)
+        return None
+
+
+async def list_settings(adapter: Lister, client: ProviderClient) -> ListSettings:
+    return adapter.list_settings(await settings_document(adapter, client))
 
 
 async def list_pages(adapter: Adapter | Lister, client: ProviderClient) -> AsyncIterator[Page]:

@@ -21,7 +21,7 @@ Wacht's SCIM body shape, which are SCIM dialects.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, model_validator
@@ -42,6 +42,9 @@ from syncd.timeutil import parse_rfc3339
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 #: users asked for per page of a listing (less when the server caps lower)
 PAGE = 100
+#: ids asked for in one batch read: they go in the URL (100 UUIDs in an
+#: ``id eq … or …`` filter are some 6 KB, under the usual 8 KB URL limits)
+BATCH_IDS = 100
 
 
 def _filter_expression(value: str) -> str:
@@ -173,7 +176,7 @@ class ScimUsers:
 
     def list_settings_request(self) -> Request:
         """RFC 7643 §5: whether the server supports ``filter``, and its cap."""
-        return Request("GET", self.users_url.parent / "ServiceProviderConfig")
+        return Request("GET", self.users_url.parent / "ServiceProviderConfig", kind="settings")
 
     def list_settings(self, doc: Any) -> ListSettings:
         """The page size (at most ``filter.maxResults``). A ``discover_filter``
@@ -196,22 +199,47 @@ class ScimUsers:
         params = {"startIndex": str(cursor or 1), "count": str(settings.page_size)}
         if self.config.discover_filter:
             params["filter"] = self.config.discover_filter
-        return Request("GET", self.users_url, params=params)
+        return Request("GET", self.users_url, params=params, kind="list")
 
     def list_page(self, doc: Any, cursor: Cursor, settings: ListSettings) -> Page:
         return scim_list_page(doc, int(cursor or 1))
 
+    def batch_limit(self, settings: Any) -> int:
+        """``id eq … or …`` needs ``filter.supported``; at most its
+        ``maxResults``, and at most ``BATCH_IDS`` (the ids go in the URL)."""
+        spc = obj(settings, "filter") if isinstance(settings, dict) else {}
+        if spc.get("supported") is not True:
+            return 0
+        cap = as_count(spc.get("maxResults"))
+        return min(BATCH_IDS, cap) if cap > 0 else BATCH_IDS
+
+    def batch_request(self, user_ids: Sequence[str]) -> Request:
+        """RFC 7644 §3.4.2.2: ``filter=id eq "a" or id eq "b" …``."""
+        expression = " or ".join(f'id eq "{_quoted(uid)}"' for uid in user_ids)
+        params = {"filter": expression, "startIndex": "1", "count": str(len(user_ids))}
+        return Request("GET", self.users_url, params=params, kind="batch")
+
+    def batch_answer(self, doc: Any) -> list[Any]:
+        resources = document(doc).get("Resources", [])
+        if not isinstance(resources, list):
+            raise MalformedResponse(f"SCIM ListResponse Resources is {json_kind(resources)}, not an array")
+        return resources
+
     def search_request(self, by: SearchBy, value: str) -> Request:
         """``filter=userName eq "…"`` or ``emails.value eq "…"`` (RFC 7644 §3.4.2.2)."""
-        quoted = value.replace("\\", "\\\\").replace('"', '\\"')
-        expression = f'{SCIM_SEARCH[by]} eq "{quoted}"'
-        return Request("GET", self.users_url, params={"filter": expression, "count": "10"})
+        expression = f'{SCIM_SEARCH[by]} eq "{_quoted(value)}"'
+        return Request("GET", self.users_url, params={"filter": expression, "count": "10"}, kind="search")
 
     def search_answer(self, doc: Any, by: SearchBy, value: str) -> list[str]:
         resources = document(doc).get("Resources") or []
         if not isinstance(resources, list):
             raise MalformedResponse(f"SCIM ListResponse Resources is {json_kind(resources)}, not an array")
         return [found.user_id for found in map(self.normalize, resources) if has_value(found, by, value)]
+
+
+def _quoted(value: str) -> str:
+    """``value`` inside a filter's double quotes (RFC 7644 §3.4.2.2, JSON string rules)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 #: the SCIM attribute of what an admin looks a user up by

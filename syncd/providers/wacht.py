@@ -127,6 +127,11 @@ class WachtAdapter(ScimUsers):
         users = config_url(config.base_url, "scim", "v2", config.connection_id, "Users", key="connection_id")
         super().__init__(config, users)
 
+    def batch_limit(self, settings: Any) -> int:
+        """Wacht's documents are its own shape, not SCIM resources, and its
+        filter support is unknown: users are read one by one."""
+        return 0
+
 
 PROVIDER = ProviderType(
     name="wacht",

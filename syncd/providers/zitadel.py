@@ -9,7 +9,7 @@ following the gRPC code.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import aiohttp
@@ -182,7 +182,9 @@ class ZitadelAdapter:
         """The User Service's search, ``POST /v2/users`` with limit 1 (ListUsers,
         what discovery lists with): proves the token, the base_url and a grant
         to read users — not only the token's own user."""
-        return Request("POST", self.users_url, json={"query": {"offset": "0", "limit": 1, "asc": True}})
+        return Request(
+            "POST", self.users_url, json={"query": {"offset": "0", "limit": 1, "asc": True}}, kind="check"
+        )
 
     def check_answer(self, request: Request, answer: Any) -> str:
         """``details`` and a ``result`` array of v2 users."""
@@ -220,10 +222,29 @@ class ZitadelAdapter:
             "sortingColumn": "USER_FIELD_NAME_CREATION_DATE",
             "queries": list(self.config.discover_filter or ()),
         }
-        return Request("POST", self.users_url, json=search)
+        return Request("POST", self.users_url, json=search, kind="list")
 
     def list_page(self, doc: Any, cursor: Cursor, settings: ListSettings) -> Page:
         return list_users_page(doc, int(cursor or 0))
+
+    def batch_limit(self, settings: Any) -> int:
+        return PAGE  # ListUsers' limit: at most 1000 ids per request
+
+    def batch_request(self, user_ids: Sequence[str]) -> Request:
+        """ListUsers with one ``inUserIdsQuery``."""
+        search = {
+            "query": {"offset": "0", "limit": len(user_ids), "asc": True},
+            "queries": [{"inUserIdsQuery": {"userIds": list(user_ids)}}],
+        }
+        return Request("POST", self.users_url, json=search, kind="batch")
+
+    def batch_answer(self, doc: Any) -> list[Any]:
+        """Each ``result`` user as GetUserByID answers it: ``{"details", "user"}``
+        (the by-id answer's top-level details are the user's own)."""
+        result = document(doc).get("result", [])
+        if not isinstance(result, list):
+            raise MalformedResponse(f"ZITADEL ListUsers result is {json_kind(result)}, not an array")
+        return [{"details": obj(u, "details"), "user": u} if isinstance(u, dict) else u for u in result]
 
     def search_request(self, by: SearchBy, value: str) -> Request:
         """ListUsers with one ``userNameQuery`` or ``emailQuery``, ignoring case."""
@@ -237,6 +258,7 @@ class ZitadelAdapter:
             "POST",
             self.users_url,
             json={"query": {"offset": "0", "limit": 10, "asc": True}, "queries": [query]},
+            kind="search",
         )
 
     def search_answer(self, doc: Any, by: SearchBy, value: str) -> list[str]:

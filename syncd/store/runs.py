@@ -30,9 +30,18 @@ class Runs(Database):
         return int(row["id"])
 
     async def finish_run(
-        self, run_id: int, *, status: str, counts: Mapping[str, int], error: str | None
+        self,
+        run_id: int,
+        *,
+        status: str,
+        counts: Mapping[str, int],
+        error: str | None,
+        read_mode: str | None = None,
+        requests: int | None = None,
     ) -> None:
-        await self._execute("finish_run", run_id, status, *(counts.get(k, 0) for k in RUN_COUNTS), error)
+        """The pass's outcome; ``requests`` it sent, reading users ``read_mode``."""
+        values = (counts.get(k, 0) for k in RUN_COUNTS)
+        await self._execute("finish_run", run_id, status, *values, error, read_mode, requests)
 
     async def abandon_runs(self, provider: str) -> list[asyncpg.Record]:
         """Mark abandoned the provider's passes whose replica died; returns them

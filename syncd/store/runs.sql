@@ -23,17 +23,17 @@ RETURNING id, replica, started_at, heartbeat_at;
 
 -- name: finish_run
 -- $1 run id, $2 status, $3 fetched, $4 created, $5 updated, $6 deleted, $7 restored,
--- $8 unchanged, $9 failed, $10 not_found, $11 held, $12 error
+-- $8 unchanged, $9 failed, $10 not_found, $11 held, $12 error, $13 read mode, $14 requests
 UPDATE syncd.sync_runs SET
     finished_at = now(), status = $2, fetched = $3, created = $4, updated = $5,
     deleted = $6, restored = $7, unchanged = $8, failed = $9, not_found = $10,
-    held = $11, error = $12
+    held = $11, error = $12, read_mode = $13, requests = $14
 WHERE id = $1;
 
 -- name: recent_runs
 -- $1 limit
 SELECT id, provider, trigger, replica, started_at, finished_at, status, fetched, created,
-       updated, deleted, restored, unchanged, failed, not_found, held, error
+       updated, deleted, restored, unchanged, failed, not_found, held, error, read_mode, requests
 FROM syncd.sync_runs ORDER BY id DESC LIMIT $1;
 
 -- name: prune_runs

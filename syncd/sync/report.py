@@ -17,6 +17,9 @@ class PassReport:
     status: str = RunStatus.OK
     error: str | None = None
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUN_COUNTS, 0))
+    #: how users were read (``batch``, ``by_id``) and the requests the pass sent
+    read_mode: str | None = None
+    requests: int = 0
     #: dry run: (user_id, change, patch)
     diffs: list[tuple[str, str, list[dict[str, Any]]]] = field(default_factory=list)
 

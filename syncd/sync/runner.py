@@ -73,6 +73,8 @@ class SyncPass:
         self.progress = progress
         self.confirmed_deletions: list[str] = []
         self.inflight: set[asyncio.Task[AuthError | None]] = set()
+        #: requests the provider's client had sent when the pass began
+        self.sent_before = 0
         self.log = log.bind(provider=runtime.name, replica=services.replica)
 
     async def run(self, *, stop: asyncio.Event | None, max_batches: int | None) -> PassReport:
@@ -83,6 +85,7 @@ class SyncPass:
             self.runtime.name, report.trigger, self.services.replica, self.services.sync.lease
         )
         self.log = self.log.bind(run_id=report.run_id)
+        self.sent_before = sum(self.runtime.client.sent.values())
         renewer = asyncio.create_task(self._renew_leases(), name=f"renew:{self.runtime.name}")
         try:
             await self._batches(stop, max_batches)
@@ -212,10 +215,17 @@ class SyncPass:
                 pass
         if report.status == RunStatus.OK:
             metrics.LAST_SUCCESS.labels(report.provider).set_to_current_time()
+        report.read_mode = runtime.reads.name
+        report.requests = sum(runtime.client.sent.values()) - self.sent_before
         try:
             if report.run_id is not None:
                 await self.store.finish_run(
-                    report.run_id, status=report.status, counts=report.counts, error=report.error
+                    report.run_id,
+                    status=report.status,
+                    counts=report.counts,
+                    error=report.error,
+                    read_mode=report.read_mode,
+                    requests=report.requests,
                 )
         except StoreUnavailable as exc:
             self.log.warning("sync.run_not_recorded", error=str(exc))
@@ -229,5 +239,7 @@ class SyncPass:
             trigger=report.trigger,
             status=report.status,
             error=report.error,
+            read_mode=report.read_mode,
+            requests=report.requests,
             **report.counts,
         )

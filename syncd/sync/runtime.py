@@ -4,7 +4,7 @@ gate), and what the pure plan reads from the config for it."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import aiohttp
@@ -14,6 +14,22 @@ from syncd.config import ProviderBase, SyncConfig
 from syncd.http import Gate, ProviderClient
 from syncd.providers import Connection, connect
 from syncd.sync.plan import PlanSettings
+
+
+@dataclass
+class ReadMode:
+    """How this provider's users are read: in batches of ``batch_size`` ids
+    per request, or one by one (0). Decided at the first pass (``sync.reads``)
+    and switched to one by one, for good, when a batch answer can't be trusted."""
+
+    batch_size: int = 0
+    decided: bool = False
+    #: why users are read one by one although the type could batch
+    reason: str | None = None
+
+    @property
+    def name(self) -> str:
+        return "batch" if self.batch_size else "by_id"
 
 
 @dataclass
@@ -36,6 +52,7 @@ class ProviderRuntime:
     #: provider_state.updated_at of the last admin clear this process obeyed:
     #: a clear drops our own pause once, not at every later read
     clear_seen: datetime | None = None
+    reads: ReadMode = field(default_factory=ReadMode)
 
     @property
     def name(self) -> str:

@@ -31,6 +31,11 @@ class ListingQuirks:
     #: the server ignores ``filter`` and lists everyone (200, unfiltered), and
     #: its ServiceProviderConfig says filter.supported = false
     filter_ignored: bool = False
+    #: the server ignores ``filter`` (ZITADEL: ``queries``) and lists everyone,
+    #: while its ServiceProviderConfig still says filter.supported = true
+    filter_ignored_silently: bool = False
+    #: the server answers every filtered request with no users (200)
+    filter_answers_none: bool = False
     #: list requests answered so far
     calls: int = 0
 

@@ -158,7 +158,10 @@ def make_config(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., C
         for item in fakes:
             name, f = item if isinstance(item, tuple) else (item.dialect.type, item)
             monkeypatch.setenv(TOKEN_ENV, f.token)
-            providers.append({**f.provider_config(name, token_env=TOKEN_ENV), **provider_overrides})
+            # one request per user unless a test asks for batches: the by-id path's
+            # faults target one user's URL (the batched path has its own tests)
+            table = {**f.provider_config(name, token_env=TOKEN_ENV), "refresh": "by_id"}
+            providers.append({**table, **provider_overrides})
         data = {
             "database": {"url": db_url},
             "sync": {"delete_confirmations": 1, "max_delete_fraction": 1.0, **(sync or {})},
@@ -268,6 +271,7 @@ async def start_daemon(tmp_path):
         daemon: str = "",
         env: dict[str, str] | None = None,
         ready: bool = True,
+        refresh: str = "by_id",
     ) -> DaemonProcess:
         port = free_port()
         cfg = tmp_path / f"{name}.toml"
@@ -293,6 +297,7 @@ base_url = "{fake_url}"
 token_env = "{TOKEN_ENV}"
 concurrency = 8
 interval = "1h"
+refresh = "{refresh}"
 {extra}
 """
         )

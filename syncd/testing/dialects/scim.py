@@ -92,7 +92,9 @@ def scim_routes(fake: FakeProvider, users_path: str) -> list[web.RouteDef]:
             return fake.error(400, f"count must not exceed {quirks.max_count}")
         ids = list(fake.users)
         expression = request.query.get("filter")
-        if expression and not quirks.filter_ignored:
+        if expression and quirks.filter_answers_none:
+            ids = []
+        elif expression and not (quirks.filter_ignored or quirks.filter_ignored_silently):
             terms = scim_filter(expression)
             if terms is None:
                 return fake.error(400, f"unsupported filter: {expression}")

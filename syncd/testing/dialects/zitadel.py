@@ -74,8 +74,13 @@ class ZitadelDialect:
             if limit > 1000:
                 return fake.error(400, "Errors.Query.LimitExceeded (QUERY-4M9fs)")
             users = [fake.users[uid]["user"] for uid in sorted(fake.users)]
-            for condition in search.get("queries") or []:
-                users = [u for u in users if zitadel_matches(u, condition)]
+            conditions = search.get("queries") or []
+            quirks = fake.listing
+            if conditions and quirks.filter_answers_none:
+                users = []
+            elif not (quirks.filter_ignored or quirks.filter_ignored_silently):
+                for condition in conditions:
+                    users = [u for u in users if zitadel_matches(u, condition)]
             ids = [u["userId"] for u in users]
             by_id = {u["userId"]: u for u in users}
             listed = page(ids, offset, limit, fake.listing)
