@@ -206,12 +206,15 @@ class ScimUsers:
 
     def batch_limit(self, settings: Any) -> int:
         """``id eq … or …`` needs ``filter.supported``; at most its
-        ``maxResults``, and at most ``BATCH_IDS`` (the ids go in the URL)."""
+        ``maxResults`` (and ``pagination.maxPageSize``), and at most
+        ``BATCH_IDS`` (the ids go in the URL)."""
         spc = obj(settings, "filter") if isinstance(settings, dict) else {}
         if spc.get("supported") is not True:
             return 0
-        cap = as_count(spc.get("maxResults"))
-        return min(BATCH_IDS, cap) if cap > 0 else BATCH_IDS
+        # RFC 9865's pagination.maxPageSize caps a page below maxResults
+        paging = obj(settings, "pagination") if isinstance(settings, dict) else {}
+        caps = [c for c in (as_count(spc.get("maxResults")), as_count(paging.get("maxPageSize"))) if c > 0]
+        return min([BATCH_IDS, *caps])
 
     def batch_request(self, user_ids: Sequence[str]) -> Request:
         """RFC 7644 §3.4.2.2: ``filter=id eq "a" or id eq "b" …``."""

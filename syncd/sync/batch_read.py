@@ -68,16 +68,28 @@ async def _read_chunk(
         return await by_id(runtime, targets)
     missing = [t for t in targets if t["user_id"] not in found]
     read_alone = {o.target["user_id"]: o for o in await by_id(runtime, missing)} if missing else {}
-    if missing and not found and any(o.record is not None or o.same_body for o in read_alone.values()):
+    answered = [o for o in read_alone.values() if o.record is not None or o.same_body]
+    if missing and not found and answered:
         disable_batching(
             runtime,
             f"a batch answer held none of the {len(ids)} users asked for, though they answer by id"
             " (the server ignores the id filter)",
         )
+    elif len(answered) == len(missing) >= max(2, len(ids) // 10):
+        # every user left out answers by id: the server caps its pages below
+        # what it announced (scim2-server's maxPageSize does): ask for fewer
+        _shrink(runtime, len(found))
     return [
         outcome(runtime, t, found[t["user_id"]], None) if t["user_id"] in found else read_alone[t["user_id"]]
         for t in targets
     ]
+
+
+def _shrink(runtime: ProviderRuntime, answered: int) -> None:
+    reads = runtime.reads
+    if 2 <= answered < reads.batch_size:
+        log.warning("reads.batch_capped", provider=runtime.name, asked=reads.batch_size, answered=answered)
+        reads.batch_size = answered
 
 
 def _found(runtime: ProviderRuntime, docs: list[Any], asked: set[str]) -> dict[str, Identity] | None:

@@ -36,6 +36,9 @@ class ListingQuirks:
     filter_ignored_silently: bool = False
     #: the server answers every filtered request with no users (200)
     filter_answers_none: bool = False
+    #: the maxResults its ServiceProviderConfig announces, when not ``cap``
+    #: (a server whose pages are capped lower than it says)
+    announced_max: int | None = None
     #: list requests answered so far
     calls: int = 0
 

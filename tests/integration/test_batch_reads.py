@@ -158,3 +158,26 @@ async def test_fortanix_reads_by_id_as_before(store, make_config, engine_for, mo
         report = await engine.sync("corp")
     assert report.counts["created"] == 20 and report.read_mode == "by_id"
     assert len(by_id_reads(f, ids)) == 20
+
+
+async def test_a_server_capping_its_pages_silently_gets_smaller_batches(
+    store, make_config, engine_for, monkeypatch
+):
+    """A server that answers 40 of the 100 ids asked (scim2-server's
+    maxPageSize does this while its maxResults says 1000): the 60 left out
+    are read by id once, then batches of 40 are asked for."""
+    f = fake("scim")
+    f.listing.cap, f.listing.announced_max = 40, 1000
+    async with f:
+        monkeypatch.setenv(TOKEN_ENV, f.token)
+        ids, engine = await batched_engine(f, store, make_config, engine_for, n=400, sync={"batch_size": 200})
+        report = await engine.sync("corp")
+        assert report.counts["created"] == 400 and report.read_mode == "batch"
+        assert engine.runtime("corp").reads.batch_size == 40
+        # only the chunks sent before the first short answer came back read by id
+        read_alone = len(by_id_reads(f, ids))
+        assert read_alone <= 60 * 4
+        await store.make_due("corp", None)
+        again = await engine.sync("corp")
+        assert again.counts["unchanged"] == 400 and again.requests == 10  # 400 / 40
+        assert len(by_id_reads(f, ids)) == read_alone

@@ -47,6 +47,7 @@ def test_scim_asks_for_ids_joined_by_or_with_each_id_quoted():
         ({"filter": {"supported": True, "maxResults": 50}}, 50),
         ({"filter": {"supported": True, "maxResults": 1000}}, 100),  # the ids go in the URL
         ({"filter": {"supported": True}}, 100),
+        ({"filter": {"supported": True, "maxResults": 1000}, "pagination": {"maxPageSize": 40}}, 40),
         ({"filter": {"supported": False, "maxResults": 200}}, 0),
         (None, 0),  # no ServiceProviderConfig: filtering by id is not assumed
     ],

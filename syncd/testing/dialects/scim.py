@@ -118,7 +118,7 @@ def scim_routes(fake: FakeProvider, users_path: str) -> list[web.RouteDef]:
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
             "patch": {"supported": False},
             "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
-            "filter": {"supported": supported, "maxResults": fake.listing.cap},
+            "filter": {"supported": supported, "maxResults": fake.listing.announced_max or fake.listing.cap},
             "changePassword": {"supported": False},
             "sort": {"supported": False},
             "etag": {"supported": False},
