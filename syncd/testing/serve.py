@@ -85,7 +85,8 @@ def control_routes(fake: FakeProvider, users: LazyUsers) -> list[web.RouteDef]:
     async def stats(_request: web.Request) -> web.Response:
         return web.json_response(
             {
-                "requests": len(fake.requests),
+                # the provider's own requests: not these control routes
+                "requests": sum(1 for r in fake.requests if not r.path.startswith("/_fake/")),
                 "rate_limited": sum(1 for r in fake.requests if r.status == 429),
                 "announcements": len(fake.announcements),
                 "early_requests": len(fake.early_requests()),
