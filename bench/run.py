@@ -1,19 +1,31 @@
 """Throughput, round trips and memory of a full resync.
 
     python -m bench [--users 100000] [--concurrency 64] [--batch-size 1000] [--rounds 5]
+                    [--types zitadel,webex] [--rate 50] [--client-rps 50]
 
-Starts a fake ZITADEL in its own process and a database (embedded unless
-``$SYNCD_DATABASE_URL``), then measures: fetch-only (the ceiling: the same
-HTTP fetching with nothing else), first sync (every user created), a
-no-change resync, and a resync with 1% of users changed upstream.
+Starts a fake provider in its own process (per ``--types``: ZITADEL by
+default, Webex's SCIM too) and a database (embedded unless
+``$SYNCD_DATABASE_URL``), then measures: bare aiohttp (the honest ceiling: a
+plain ``aiohttp.ClientSession`` loop and ``orjson.loads``, nothing else),
+fetch-only (our own HTTP client, gate and parsing, nothing else), first sync
+(every user created), a no-change resync, and a resync with 1% of users
+changed upstream. The syncs run ``engine.sync``: whatever read path syncd
+takes for the provider is what gets measured.
 
 The phases run in ``--rounds`` rounds, each one every phase back to back (a
-first sync on an emptied mirror each time), with a second fetch-only run right
-after the first sync: the first sync is compared with the fetch-only runs just
-before and just after it, the resyncs with the one after. The round with the
+first sync on an emptied mirror each time), with a second fetch-only and bare
+run right after the first sync: the first sync is compared with the runs just
+before and just after it, the resyncs with the ones after. The round with the
 median ratio to fetch-only is reported: on a shared machine whose speed
 drifts, runs seconds apart compare fairly, runs minutes apart don't.
 ``--verbose`` prints every run.
+
+``--rate N``: the fake answers at most N requests per second (429 +
+``Retry-After: 1`` beyond), and each run reports the requests it sent, how
+many were answered 429, requests per user and requests that arrived before a
+Retry-After instant (from the fake's ``/_fake/stats``). The bare loop has no
+retries, so it is not run under a budget. ``--client-rps`` sets syncd's own
+``max_rps`` for the provider.
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ from bench.common import (
 from syncd import config as config_mod
 from syncd import logs
 from syncd.engine import Engine
+from syncd.errors import RateLimited
 from syncd.process import tune_gc
 from syncd.store import Store
 from syncd.sync.runtime import open_runtime
@@ -69,11 +82,12 @@ class Run:
     provider: dict[str, int] = field(default_factory=dict)
 
 
-async def fetch_only(cfg: config_mod.Config, store: Store, path: str) -> float:
+async def fetch_only(cfg: config_mod.Config, store: Store, path: str) -> int:
     """The ceiling: the same HTTP client, gate and JSON parsing as a sync, and
     nothing else. ``concurrency`` workers take ids from a queue that a reader
     fills from the targets a page at a time, so no request waits for the
-    database or for a batch's slowest request."""
+    database or for a batch's slowest request. Returns how many users failed
+    because the provider's 429s used up their waits (under ``--rate``)."""
     rt = open_runtime(cfg.providers[0])
     batch_size = cfg.sync.batch_size
     queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=2 * batch_size)
@@ -93,14 +107,19 @@ async def fetch_only(cfg: config_mod.Config, store: Store, path: str) -> float:
         for _ in range(workers):
             await queue.put(None)
 
+    failed = 0
+
     async def work() -> None:
+        nonlocal failed
         while (user_id := await queue.get()) is not None:
-            await rt.client.get_json(rt.config.base_url + path.format(user_id))
+            try:
+                await rt.client.get_json(rt.config.base_url + path.format(user_id))
+            except RateLimited:
+                failed += 1
 
     try:
-        started = time.perf_counter()
         await asyncio.gather(read_ids(), *(work() for _ in range(workers)))
-        return time.perf_counter() - started
+        return failed
     finally:
         await rt.close()
 
@@ -227,7 +246,9 @@ class Bench:
 
     async def fetch(self, round_: int) -> Run:
         path = BY_ID[self.provider_type]
-        run, _ = await self.measure("fetch-only", round_, lambda: fetch_only(self.cfg, self.store, path))
+        run, failed = await self.measure("fetch-only", round_, lambda: fetch_only(self.cfg, self.store, path))
+        if failed:
+            run.counts = {"fetched": self.users - failed, "failed": failed}
         return run
 
     async def phase(self, engine: Engine, name: str, round_: int) -> Run:
@@ -242,6 +263,8 @@ class Bench:
             prepare=lambda: self.store.make_due("bench", None),
         )
         run.counts = report.counts
+        if self.rate is not None:
+            return run  # under a budget a user may fail (its 429 waits used up): the outcome says
         if changed is not None:
             assert run.counts["updated"] == changed, (run.counts, changed)
         if name == "first sync":
@@ -298,12 +321,14 @@ def mean(a: float | None, b: float | None) -> float | None:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    logs.configure("warning", "console")
+    # under a budget every 429 is a warning: the counts are in the table
+    logs.configure("warning" if args.rate is None else "error", "console")
     os.environ[TOKEN_ENV] = "fake-token"
     print(
         f"syncd benchmark: {args.users} users, concurrency {args.concurrency}, batch {args.batch_size},"
         f" {args.rounds} rounds"
         + ("" if args.rate is None else f", provider budget {args.rate} requests/s (429 + Retry-After: 1)")
+        + ("" if args.client_rps is None else f", syncd max_rps {args.client_rps:g}")
     )
     print(f"machine: {machine()}")
     for provider_type in args.types:
@@ -321,7 +346,11 @@ async def bench_type(provider_type: str, args: argparse.Namespace) -> None:
         cfg = config_mod.from_dict(
             {
                 "sync": {"batch_size": args.batch_size},
-                "providers": [table | {"concurrency": args.concurrency}],
+                "providers": [
+                    table
+                    | {"concurrency": args.concurrency}
+                    | ({} if args.client_rps is None else {"max_rps": args.client_rps})
+                ],
             }
         )
         store = await Store.connect(db_url, min_size=2, max_size=4)
@@ -406,6 +435,12 @@ def main() -> int:
         type=int,
         default=None,
         help="the fake answers at most this many requests per second, 429 + Retry-After: 1 beyond",
+    )
+    p.add_argument(
+        "--client-rps",
+        type=float,
+        default=None,
+        help="syncd's own budget (the provider's max_rps option); default none, as in production",
     )
     p.add_argument(
         "--types",
