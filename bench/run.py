@@ -378,15 +378,14 @@ def report(b: Bench) -> None:
     for name in ROWS:
         if not b.runs[name]:
             continue
-        median = statistics.median_low(b.x_fetch(name))
-        i = b.x_fetch(name).index(median)
-        run, x_bare = b.runs[name][i], b.x_bare(name)[i]
+        i = median_round(b, name)
+        run, x_fetch, x_bare = b.runs[name][i], b.x_fetch(name)[i], b.x_bare(name)[i]
         outcome = ", ".join(f"{k} {v}" for k, v in run.counts.items() if v)
         trips_text = "" if run.trips_per_1000 is None else f"{run.trips_per_1000:.1f}"
         bare_text = "" if x_bare is None else f"{x_bare:.2f}"
         per_user = {k: v / b.users * 1e6 for k, v in run.cpu.items()}
         print(
-            f"{name:<18} {run.seconds:>8.1f} {b.users / run.seconds:>9.0f} {median:>8.2f} {bare_text:>7}"
+            f"{name:<18} {run.seconds:>8.1f} {b.users / run.seconds:>9.0f} {x_fetch:>8.2f} {bare_text:>7}"
             f" {trips_text:>13}                {per_user.get('syncd', 0):>6.0f}"
             f" {per_user.get('provider', 0):>9.0f} {per_user.get('postgres', 0):>9.0f}"
             + (provider_columns(run.provider, b.users) if limited else "")
@@ -399,11 +398,21 @@ def report(b: Bench) -> None:
         )
     if len(b.runs["fetch-only"]) > 1:
         print("\nx fetch / x bare of each round:")
-        for name in (name for name in ROWS if name != "fetch-only" and b.runs[name]):
+        for name in (name for name in ROWS if b.runs[name]):
             fetch = "  ".join(f"{x:.2f}" for x in b.x_fetch(name))
             bare = "  ".join("-" if x is None else f"{x:.2f}" for x in b.x_bare(name))
             print(f"  {name:<18} {fetch}   /   {bare}")
     print(f"peak RSS of the syncd process: {peak_rss_mb():.0f} MB")
+
+
+def median_round(b: Bench, name: str) -> int:
+    """The round with the median x fetch; for fetch-only itself (always 1.00)
+    the one with the median x bare, when the bare ceiling ran."""
+    ratios: list[float | None] = list(b.x_fetch(name))
+    if name == "fetch-only" and None not in b.x_bare(name):
+        ratios = b.x_bare(name)
+    known = [x for x in ratios if x is not None]
+    return ratios.index(statistics.median_low(known))
 
 
 def provider_columns(provider: dict[str, int], users: int) -> str:
