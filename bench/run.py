@@ -197,7 +197,6 @@ class Bench:
     cfg: config_mod.Config
     store: Store
     users: int
-    batch_size: int
     rate: int | None
     verbose: bool
     runs: dict[str, list[Run]] = field(default_factory=lambda: {name: [] for name in ROWS})
@@ -356,7 +355,7 @@ async def bench_type(provider_type: str, args: argparse.Namespace) -> None:
         store = await Store.connect(db_url, min_size=2, max_size=4)
         await store.migrate()
         await add_targets(store, url, args.users)
-        b = Bench(provider_type, url, cfg, store, args.users, args.batch_size, args.rate, args.verbose)
+        b = Bench(provider_type, url, cfg, store, args.users, args.rate, args.verbose)
         async with Engine(store, cfg, replica="bench") as engine:
             for round_ in range(args.rounds):
                 await b.round(engine, round_)
