@@ -16,14 +16,17 @@ from syncd import embedded
 
 @contextlib.asynccontextmanager
 async def fake_process(
-    provider_type: str, users: int, *, record: bool = False, plain: bool = False
+    provider_type: str, users: int, *, record: bool = False, plain: bool = False, rate: int | None = None
 ) -> AsyncIterator[str]:
-    """``syncd.testing.serve`` in a child process: client and server don't share a loop."""
+    """``syncd.testing.serve`` in a child process: client and server don't share
+    a loop. ``rate``: requests per second it answers, 429 beyond."""
     args = [sys.executable, "-m", "syncd.testing.serve", "--type", provider_type, "--users", str(users)]
     if record:
         args.append("--record")
     if plain:
         args.append("--plain")
+    if rate is not None:
+        args += ["--rate", str(rate)]
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None

@@ -13,6 +13,7 @@ import bisect
 import random
 import socket
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -88,6 +89,30 @@ class Announcement:
 
 
 @dataclass
+class RequestBudget:
+    """At most ``per_second`` requests answered in any one second (a sliding
+    window over the requests it admitted; a refused request costs nothing, so a
+    client that waits the ``Retry-After`` it was given finds a full budget).
+    ZITADEL Cloud averages its 50 requests/s over a minute; a per-second
+    window is stricter and shows a burst at once."""
+
+    per_second: int
+    #: what a refused request is told (RFC 6585 §4: 429 may carry Retry-After)
+    retry_after: str = "1"
+    _admitted: deque[float] = field(default_factory=deque)
+
+    def admit(self, now: float) -> bool:
+        """Whether a request arriving at ``now`` (seconds) is within the
+        budget; if so it counts against the next second."""
+        while self._admitted and self._admitted[0] <= now - 1.0:
+            self._admitted.popleft()
+        if len(self._admitted) >= self.per_second:
+            return False
+        self._admitted.append(now)
+        return True
+
+
+@dataclass
 class FakeProvider:
     dialect: Dialect
     token: str = "fake-token"
@@ -106,6 +131,11 @@ class FakeProvider:
     plain: bool = False
     #: how the list endpoint pages (its cap, and the quirks real servers show)
     listing: ListingQuirks = field(default_factory=ListingQuirks)
+    #: requests per second the provider answers (every path but ``/_fake/``);
+    #: beyond it 429 with ``Retry-After: 1``. None = unlimited. Needs the
+    #: middleware, so not with ``plain``.
+    rate_limit: int | None = None
+    _budget: RequestBudget | None = None
     url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -210,8 +240,14 @@ class FakeProvider:
         control = request.path.startswith("/_fake/") or request.path.endswith(
             ("/token", "/access_token", "/auth")
         )
-        # the path with its query: a fault can target one page of a listing
-        fault = None if control else self._next_fault(request.path_qs)
+        fault: Fault | None = None
+        if self._budget_refuses(request, record.at):
+            # before the queued faults: a refused request uses none of them up
+            assert self._budget is not None
+            fault = Fault(kind="budget", status=429, retry_after=self._budget.retry_after)
+        elif not control:
+            # the path with its query: a fault can target one page of a listing
+            fault = self._next_fault(request.path_qs)
         if fault is not None:
             record.fault = fault.kind
             response = await self._apply_fault(fault, request, handler)
@@ -220,6 +256,15 @@ class FakeProvider:
         record.status = response.status
         response.headers.update(self.response_headers)
         return response
+
+    def _budget_refuses(self, request: web.Request, now: float) -> bool:
+        """``rate_limit`` counts every request but the fake's control routes
+        (token requests too: a provider's limit is per client, not per path)."""
+        if self.rate_limit is None or request.path.startswith("/_fake/"):
+            return False
+        if self._budget is None or self._budget.per_second != self.rate_limit:
+            self._budget = RequestBudget(self.rate_limit)
+        return not self._budget.admit(now)
 
     async def _apply_fault(self, fault: Fault, request: web.Request, handler: Handler) -> web.StreamResponse:
         kind = fault.kind

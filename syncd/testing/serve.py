@@ -5,7 +5,9 @@
 (constant memory in the fake too); ``POST /_fake/modify?fraction=0.01``
 changes that share of them, ``POST /_fake/faults`` queues faults
 (JSON body: the keyword arguments of ``FakeProvider.inject``), and
-``GET /_fake/stats`` returns request counts and early requests.
+``GET /_fake/stats`` returns request counts and early requests (with
+``--record``). ``--rate 50`` answers at most 50 requests per second and 429
+with ``Retry-After: 1`` beyond (``FakeProvider.rate_limit``).
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ def control_routes(fake: FakeProvider, users: LazyUsers) -> list[web.RouteDef]:
     async def stats(_request: web.Request) -> web.Response:
         return web.json_response(
             {
-                "requests": len(fake.requests),
+                # the provider's own requests: not these control routes
+                "requests": sum(1 for r in fake.requests if not r.path.startswith("/_fake/")),
                 "rate_limited": sum(1 for r in fake.requests if r.status == 429),
                 "announcements": len(fake.announcements),
                 "early_requests": len(fake.early_requests()),
@@ -118,10 +121,12 @@ def control_routes(fake: FakeProvider, users: LazyUsers) -> list[web.RouteDef]:
     ]
 
 
-async def serve(provider_type: str, count: int, port: int, token: str, record: bool, plain: bool) -> None:
+async def serve(
+    provider_type: str, count: int, port: int, token: str, record: bool, plain: bool, rate: int | None
+) -> None:
     dialect = DIALECTS[provider_type]()
     users = LazyUsers(dialect, count)
-    fake = FakeProvider(dialect=dialect, token=token, users=users, plain=plain)  # type: ignore[arg-type]
+    fake = FakeProvider(dialect=dialect, token=token, users=users, plain=plain, rate_limit=rate)  # type: ignore[arg-type]
     if not record:  # a 100k-request benchmark should not grow the fake's memory
         fake.requests = _Discard()  # type: ignore[assignment]
     original = dialect.routes
@@ -155,11 +160,16 @@ def main() -> None:
     p.add_argument("--token", default=os.environ.get("SYNCD_FAKE_TOKEN", "fake-token"))
     p.add_argument("--record", action="store_true", help="keep every request (for arrival-time checks)")
     p.add_argument("--plain", action="store_true", help="serve bodies only: no faults, no request log")
+    p.add_argument(
+        "--rate", type=int, default=None, help="answer at most this many requests per second, 429 beyond"
+    )
     args = p.parse_args()
-    if args.record and args.plain:
-        p.error("--record needs the request log that --plain leaves out")
+    if args.plain and (args.record or args.rate is not None):
+        p.error("--record and --rate need the middleware that --plain leaves out")
+    if args.rate is not None and args.rate < 1:
+        p.error("--rate must be at least 1")
     tune_gc()  # a long run allocating per request, like syncd's own
-    asyncio.run(serve(args.type, args.users, args.port, args.token, args.record, args.plain))
+    asyncio.run(serve(args.type, args.users, args.port, args.token, args.record, args.plain, args.rate))
 
 
 if __name__ == "__main__":
