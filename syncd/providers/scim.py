@@ -223,10 +223,7 @@ class ScimUsers:
         return Request("GET", self.users_url, params=params, kind="batch")
 
     def batch_answer(self, doc: Any) -> list[Any]:
-        resources = document(doc).get("Resources", [])
-        if not isinstance(resources, list):
-            raise MalformedResponse(f"SCIM ListResponse Resources is {json_kind(resources)}, not an array")
-        return resources
+        return scim_resources(document(doc))
 
     def search_request(self, by: SearchBy, value: str) -> Request:
         """``filter=userName eq "…"`` or ``emails.value eq "…"`` (RFC 7644 §3.4.2.2)."""
@@ -234,9 +231,7 @@ class ScimUsers:
         return Request("GET", self.users_url, params={"filter": expression, "count": "10"}, kind="search")
 
     def search_answer(self, doc: Any, by: SearchBy, value: str) -> list[str]:
-        resources = document(doc).get("Resources") or []
-        if not isinstance(resources, list):
-            raise MalformedResponse(f"SCIM ListResponse Resources is {json_kind(resources)}, not an array")
+        resources = scim_resources(document(doc))
         return [found.user_id for found in map(self.normalize, resources) if has_value(found, by, value)]
 
 
@@ -249,14 +244,20 @@ def _quoted(value: str) -> str:
 SCIM_SEARCH = {"username": "userName", "email": "emails.value"}
 
 
+def scim_resources(doc: dict[str, Any]) -> list[Any]:
+    """A ListResponse's ``Resources`` (absent or null when it lists no one)."""
+    resources = doc.get("Resources") or []
+    if not isinstance(resources, list):
+        raise MalformedResponse(f"SCIM ListResponse Resources is {json_kind(resources)}, not an array")
+    return resources
+
+
 def scim_list_page(doc: Any, start: int) -> Page:
     """A ListResponse (RFC 7644 §3.4.2): ``totalResults`` is required (without
     it a silently capped page would end the listing early), every resource
     needs its ``id``."""
     doc = document(doc)
-    resources = doc.get("Resources", [])
-    if not isinstance(resources, list):
-        raise MalformedResponse(f"SCIM ListResponse Resources is {json_kind(resources)}, not an array")
+    resources = scim_resources(doc)
     total = as_count(doc.get("totalResults"))
     if total < 0:
         raise MalformedResponse(f"SCIM ListResponse without a totalResults count ({describe(doc)})")

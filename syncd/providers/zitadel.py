@@ -241,10 +241,10 @@ class ZitadelAdapter:
     def batch_answer(self, doc: Any) -> list[Any]:
         """Each ``result`` user as GetUserByID answers it: ``{"details", "user"}``
         (the by-id answer's top-level details are the user's own)."""
-        result = document(doc).get("result", [])
-        if not isinstance(result, list):
-            raise MalformedResponse(f"ZITADEL ListUsers result is {json_kind(result)}, not an array")
-        return [{"details": obj(u, "details"), "user": u} if isinstance(u, dict) else u for u in result]
+        return [
+            {"details": obj(u, "details"), "user": u} if isinstance(u, dict) else u
+            for u in list_users_result(document(doc))
+        ]
 
     def search_request(self, by: SearchBy, value: str) -> Request:
         """ListUsers with one ``userNameQuery`` or ``emailQuery``, ignoring case."""
@@ -262,19 +262,22 @@ class ZitadelAdapter:
         )
 
     def search_answer(self, doc: Any, by: SearchBy, value: str) -> list[str]:
-        result = document(doc).get("result") or []
-        if not isinstance(result, list):
-            raise MalformedResponse(f"ZITADEL ListUsers result is {json_kind(result)}, not an array")
-        users = (normalize({"user": user}) for user in result)
+        users = (normalize({"user": user}) for user in list_users_result(document(doc)))
         return [found.user_id for found in users if has_value(found, by, value)]
+
+
+def list_users_result(doc: dict[str, Any]) -> list[Any]:
+    """A ListUsers answer's ``result`` (absent when it lists no one)."""
+    result = doc.get("result") or []
+    if not isinstance(result, list):
+        raise MalformedResponse(f"ZITADEL ListUsers result is {json_kind(result)}, not an array")
+    return result
 
 
 def list_users_page(doc: Any, offset: int) -> Page:
     """``{"details": {"totalResult": "…"}, "result": [user, …]}``."""
     doc = document(doc)
-    result = doc.get("result", [])
-    if not isinstance(result, list):
-        raise MalformedResponse(f"ZITADEL ListUsers result is {json_kind(result)}, not an array")
+    result = list_users_result(doc)
     total = as_count(obj(doc, "details").get("totalResult"))
     if total < 0:
         raise MalformedResponse(f"ZITADEL ListUsers answer without details.totalResult ({describe(doc)})")
