@@ -90,15 +90,21 @@ def scim_routes(fake: FakeProvider, users_path: str) -> list[web.RouteDef]:
             return fake.error(400, "startIndex and count must be integers")
         if quirks.max_count is not None and count > quirks.max_count:
             return fake.error(400, f"count must not exceed {quirks.max_count}")
-        ids = list(fake.users)
         expression = request.query.get("filter")
-        if expression and quirks.filter_answers_none:
+        ids: list[str] = []
+        if not expression or quirks.filter_ignored or quirks.filter_ignored_silently:
+            ids = list(fake.users)
+        elif quirks.filter_answers_none:
             ids = []
-        elif expression and not (quirks.filter_ignored or quirks.filter_ignored_silently):
+        else:
             terms = scim_filter(expression)
             if terms is None:
                 return fake.error(400, f"unsupported filter: {expression}")
-            ids = [uid for uid in ids if scim_matches(fake.users[uid], terms)]
+            if terms and all(attribute == "id" for attribute, _ in terms):
+                # looked up, not scanned (a real server's index; see ZITADEL's)
+                ids = [uid for uid in dict.fromkeys(value for _, value in terms) if uid in fake.users]
+            else:
+                ids = [uid for uid in fake.users if scim_matches(fake.users[uid], terms)]
         listed = page(ids, start - 1, count, quirks)
         body = {
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
