@@ -10,9 +10,12 @@ though they answer by id, switches it off too."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 
 from syncd.errors import AuthError, MalformedResponse, ProviderError
@@ -63,7 +66,7 @@ async def _read_chunk(
             return await by_id(runtime, targets)
         # down, rate limited past its waits, credentials refused: as by id
         return [Outcome(t, error=exc) for t in targets]
-    found = _found(runtime, docs, set(ids))
+    found = _found(runtime, docs, set(ids), _known_fingerprints(targets))
     if found is None:
         return await by_id(runtime, targets)
     missing = [t for t in targets if t["user_id"] not in found]
@@ -80,9 +83,48 @@ async def _read_chunk(
         # what it announced (scim2-server's maxPageSize does): ask for fewer
         _shrink(runtime, len(found))
     return [
-        outcome(runtime, t, found[t["user_id"]], None) if t["user_id"] in found else read_alone[t["user_id"]]
+        _answered(runtime, t, found[t["user_id"]], outcome)
+        if t["user_id"] in found
+        else read_alone[t["user_id"]]
         for t in targets
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """One user's document in a batch answer: mapped, or (``identity`` None)
+    the very document its last read gave."""
+
+    identity: Identity | None
+    fingerprint: str | None
+
+
+def _answered(runtime: ProviderRuntime, target: Any, read: _Read, outcome: MakeOutcome) -> Outcome:
+    if read.identity is None:
+        return Outcome(target, same_body=True, body_hash=read.fingerprint)
+    return outcome(runtime, target, read.identity, read.fingerprint)
+
+
+def _fingerprint(salt: bytes, doc: Any) -> str:
+    """A batch document's fingerprint: its canonical bytes (a batch answer has
+    no per-user body), apart from a by-id body's by the prefix, salted like it
+    (``Response.fingerprint``). Equal fingerprints are equal documents, so
+    equal records: neither is mapped nor hashed again."""
+    try:
+        body = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):  # too deep: mapping it says why
+        return ""
+    return hashlib.sha256(salt + b"batch:" + body).hexdigest()
+
+
+def _known_fingerprints(targets: Sequence[Any]) -> dict[str, str]:
+    """The last fingerprint of each asked user that has a mirror row to be
+    unchanged against (as by id: ``fetch.fetch_target``), to its id."""
+    return {
+        t["body_hash"]: t["user_id"]
+        for t in targets
+        if t.get("body_hash") and t["content_hash"] is not None and t["deleted_at"] is None
+    }
 
 
 def _shrink(runtime: ProviderRuntime, answered: int) -> None:
@@ -92,21 +134,34 @@ def _shrink(runtime: ProviderRuntime, answered: int) -> None:
         reads.batch_size = answered
 
 
-def _found(runtime: ProviderRuntime, docs: list[Any], asked: set[str]) -> dict[str, Identity] | None:
+def _found(
+    runtime: ProviderRuntime, docs: list[Any], asked: set[str], known: dict[str, str]
+) -> dict[str, _Read] | None:
     """The answer's users by id; None (batching switched off) when it holds a
-    user not asked for. A document that doesn't map is left to its by-id read."""
-    found: dict[str, Identity] = {}
+    user not asked for. A document that doesn't map is left to its by-id read;
+    one whose fingerprint is an asked user's last one is that user, unchanged
+    (the fingerprint covers its id)."""
+    found: dict[str, _Read] = {}
     foreign = 0
+    salt, normalize = runtime.salt, runtime.connection.adapter.normalize
     for doc in docs:
+        fingerprint = _fingerprint(salt, doc)
+        same = known.get(fingerprint) if fingerprint else None
+        if same is not None:
+            if same in found:
+                foreign += 1
+            else:
+                found[same] = _Read(None, fingerprint)
+            continue
         try:
-            identity = runtime.connection.adapter.normalize(doc)
+            identity = normalize(doc)
         except Exception as exc:  # its by-id read gives that user's error
             log.info("reads.batch_document_unmapped", provider=runtime.name, error=str(exc))
             continue
         if identity.user_id not in asked or identity.user_id in found:
             foreign += 1
         else:
-            found[identity.user_id] = identity
+            found[identity.user_id] = _Read(identity, fingerprint or None)
     if foreign:
         disable_batching(
             runtime,

@@ -181,3 +181,33 @@ async def test_a_server_capping_its_pages_silently_gets_smaller_batches(
         again = await engine.sync("corp")
         assert again.counts["unchanged"] == 400 and again.requests == 10  # 400 / 40
         assert len(by_id_reads(f, ids)) == read_alone
+
+
+@pytest.mark.parametrize("provider", ["zitadel", "scim"], indirect=True)
+async def test_a_batch_document_seen_before_is_skipped_only_while_it_still_means_the_same(
+    provider, store, make_config, engine_for
+):
+    """A document in a batch answer the same as at the last read is that user
+    unchanged, neither mapped nor hashed again; a changed one is diffed, a
+    vanished mirror row is written again, and a new redact setting re-maps
+    every user (the fingerprint is salted with it)."""
+    ids, engine = await batched_engine(provider, store, make_config, engine_for, n=20)
+    assert (await engine.sync("corp")).counts["created"] == 20
+    hashes = await store.pool.fetch("SELECT body_hash FROM syncd.targets WHERE provider = 'corp'")
+    assert all(h["body_hash"] for h in hashes)
+
+    provider.modify(ids[0])
+    await store.pool.execute("DELETE FROM syncd.users WHERE user_id = $1", ids[1])
+    await store.make_due("corp", None)
+    report = await engine.sync("corp")
+    assert (report.counts["updated"], report.counts["created"], report.counts["unchanged"]) == (1, 1, 18)
+
+    field = "loginNames" if provider.dialect.type == "zitadel" else "title"
+    redacting = await engine_for(
+        make_config(("corp", provider), refresh="auto", redact_fields=[field], **FAST)
+    )
+    await store.make_due("corp", None)
+    report = await redacting.sync("corp")
+    assert report.counts["updated"] == 20 and report.read_mode == "batch", report.counts
+    raws = await store.pool.fetch("SELECT raw FROM syncd.users")
+    assert all(field not in (r["raw"].get("user") or r["raw"]) for r in raws)
