@@ -13,7 +13,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -107,8 +107,17 @@ class ProviderBase(Durations):
     redact_fields: tuple[str, ...] = ()
     cron: str | None = None
     #: how users are read: "batch" (many by id per request, where the API
-    #: allows), "by_id" (one request each), "auto" (batch where possible)
+    #: allows), "by_id" (one request each), "auto" (batch where possible),
+    #: "feed" (auto, and the provider's change feed makes changed users due)
     refresh: Literal["auto", "by_id", "batch", "feed"] = "auto"
+    #: with refresh = "feed": seconds between walks of the change feed
+    feed_interval: Annotated[float, Field(gt=0)] = 60.0
+    #: each walk asks for changes since the last one's newest, less this: a
+    #: change stamped before one already seen but committed after (or a page
+    #: walk it raced) is still caught
+    feed_overlap: Seconds = 120.0
+    #: does this type's API have a change feed (its module says)
+    has_feed: ClassVar[bool] = False
     #: ids per batch read (ZITADEL: at most 1000; SCIM: at most the server's
     #: filter.maxResults, and 100, as the ids go in the URL)
     batch_size_read: int = Field(default=100, ge=2, le=1000)
@@ -143,10 +152,10 @@ class ProviderBase(Durations):
 
     @model_validator(mode="after")
     def _refresh_modes_built(self) -> ProviderBase:
-        if self.refresh == "feed":
+        if self.refresh == "feed" and not self.has_feed:
             raise ValueError(
-                'refresh: "feed" is not available yet (no change feed is read for any provider type);'
-                ' use "auto", "batch" or "by_id"'
+                f'refresh: "feed" needs a change feed, and the {getattr(self, "type", "?")} API has none'
+                ' (feeds: scim, webex); use "auto", "batch" or "by_id"'
             )
         return self
 

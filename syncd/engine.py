@@ -21,6 +21,7 @@ from syncd.store import Store
 from syncd.store.listener import Notifications, Subscription
 from syncd.sync.deletions import DeletionGuard
 from syncd.sync.dry_run import dry_run
+from syncd.sync.feed import FeedReport, walk_feed
 from syncd.sync.pauses import PeerPauses, share_pause
 from syncd.sync.report import PassReport
 from syncd.sync.runner import PassServices, SyncPass
@@ -160,6 +161,10 @@ class Engine:
     ) -> DiscoveryReport:
         """List the provider's users now and enrol the new ones (``syncd.discovery``)."""
         return await self._discoverer(provider, allow_empty=allow_empty).run(dry_run=dry_run)
+
+    async def walk_feed(self, provider: str) -> FeedReport:
+        """Walk the provider's change feed: its changed targets are due now (``syncd.sync.feed``)."""
+        return await walk_feed(self.store, self.runtime(provider))
 
     async def discover_if_due(self, provider: str) -> DiscoveryReport | None:
         """The daemon's schedule: list if due and no other replica lists it."""

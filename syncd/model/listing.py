@@ -4,6 +4,7 @@ shape the providers produce and discovery checks (``syncd.discovery.listing``)."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from syncd.errors import SyncdError
 
@@ -41,3 +42,13 @@ class ListSettings:
     supports (SCIM ``ServiceProviderConfig``) or its reference did."""
 
     page_size: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FeedPage:
+    """One page of a provider's change feed: each user listed with the
+    change time the provider gave it (None: it gave none)."""
+
+    changes: tuple[tuple[str, datetime | None], ...]
+    #: the cursor of the next page; None when this is the last page
+    next: Cursor = None

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from syncd.configbase import ProviderBase
 from syncd.http import Auth, ErrorDetail, NotFoundCheck, Request
-from syncd.model.listing import Cursor, ListSettings, Page
+from syncd.model.listing import Cursor, FeedPage, ListSettings, Page
 from syncd.providers.check import CheckFailed
 from syncd.providers.urls import config_url, join_url, path_segment, user_url
 
@@ -89,6 +90,22 @@ class BatchReader(Protocol):
         ...
 
 
+@runtime_checkable
+class FeedReader(Protocol):
+    """Optional: adapters whose API lists the users changed since a time.
+    The settings are ``Lister``'s (SCIM's ServiceProviderConfig)."""
+
+    #: True: the feed is every user, newest change first, and a walk stops at
+    #: the first change older than it asked for (Webex: not filterable by
+    #: time); False: the server answers only the changes asked for (SCIM's
+    #: ``meta.lastModified gt``)
+    feed_sorted: bool
+
+    def feed_request(self, cursor: Cursor, settings: ListSettings, since: datetime) -> Request: ...
+
+    def feed_page(self, doc: Any, cursor: Cursor, settings: ListSettings) -> FeedPage: ...
+
+
 #: what an admin may look a user up by (`syncd targets add --username/--email`)
 SearchBy = Literal["username", "email"]
 
@@ -144,6 +161,7 @@ __all__ = [
     "Adapter",
     "BatchReader",
     "CheckFailed",
+    "FeedReader",
     "Lister",
     "ProviderType",
     "SearchBy",

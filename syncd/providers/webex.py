@@ -29,7 +29,7 @@ from syncd.model.identity import Identity
 from syncd.providers import scim
 from syncd.providers.base import ProviderType
 from syncd.providers.documents import document, is_scim_not_found, obj
-from syncd.providers.scim import ScimFilter, ScimUsers, scim_fields
+from syncd.providers.scim import ScimFeed, ScimFilter, scim_fields
 from syncd.providers.scim import error_detail as scim_error_detail
 from syncd.providers.urls import config_url
 
@@ -38,6 +38,7 @@ CISCO = "urn:scim:schemas:extension:cisco:webexidentity:2.0:User"
 
 class WebexConfig(ProviderBase):
     type: Literal["webex"]
+    has_feed = True
     #: discovery\'s scope: a SCIM filter (``userType eq "Employee"``)
     discover_filter: ScimFilter | None = None
     org_id: Annotated[str, AfterValidator(path_segment_id)]
@@ -132,10 +133,12 @@ def make_auth(config: WebexConfig) -> Auth:
     return scim.make_auth(config)
 
 
-class WebexAdapter(ScimUsers):
-    """Users at ``/identity/scim/{org_id}/v2/Users``."""
+class WebexAdapter(ScimFeed):
+    """Users at ``/identity/scim/{org_id}/v2/Users``; its feed sorts by
+    ``meta.lastModified`` (it can't be filtered by it)."""
 
     normalize = staticmethod(normalize)
+    feed_sorted = True
 
     def __init__(self, config: WebexConfig) -> None:
         users = config_url(config.base_url, "identity", "scim", config.org_id, "v2", "Users", key="org_id")

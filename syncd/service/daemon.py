@@ -31,7 +31,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from syncd import embedded
 from syncd.config import Config
 from syncd.engine import LISTEN_RETRY, Engine, default_replica
-from syncd.errors import StoreUnavailable
+from syncd.errors import StoreUnavailable, SyncdError
 from syncd.http import RetryPolicy
 from syncd.service.admin import Admin
 from syncd.service.backoff import Backoff
@@ -257,6 +257,16 @@ class Daemon:
                     coalesce=True,
                     next_run_time=datetime.now(UTC),
                 )
+            if pc.refresh == "feed":
+                self.scheduler.add_job(
+                    self._feed_tick,
+                    IntervalTrigger(seconds=pc.feed_interval),
+                    args=[pc.name],
+                    id=f"feed:{pc.name}",
+                    max_instances=1,
+                    coalesce=True,
+                    next_run_time=datetime.now(UTC),
+                )
             if pc.cron:
                 self.scheduler.add_job(
                     self._full_resync,
@@ -292,6 +302,27 @@ class Daemon:
             self.health.db_down(exc)
         except Exception as exc:
             self._pass_crashed(provider, exc)
+
+    async def _feed_tick(self, provider: str) -> None:
+        """A walk of the provider's change feed; a pass for what it made due."""
+        if self.stopping.is_set() or not self.health.may_start_a_pass():
+            return
+        assert self.engine is not None
+        try:
+            report = await self.engine.walk_feed(provider)
+        except StoreUnavailable as exc:
+            self.health.db_down(exc)
+            return
+        except SyncdError as exc:  # provider down, rate limited: the next walk asks again
+            log.warning("feed.failed", provider=provider, error=str(exc))
+            return
+        except Exception as exc:  # a bug: logged, the schedule tries again
+            log.error(
+                "feed.crashed", provider=provider, error=f"{exc.__class__.__name__}: {exc}", exc_info=exc
+            )
+            return
+        if report.made_due:
+            self._sync_now(provider)
 
     async def _discover_tick(self, provider: str) -> None:
         """A scheduled look at a provider's listing: start one unless one runs."""

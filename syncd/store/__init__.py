@@ -10,6 +10,7 @@ from syncd.store.batch import ChangeSet, TargetUpdates
 from syncd.store.database import CONNECTION_ERRORS, queries
 from syncd.store.deletions import Deletions, MirrorCounts
 from syncd.store.discovery import Applied, Discovery, DiscoveryHolder
+from syncd.store.feed import Feeds
 from syncd.store.listener import Listener
 from syncd.store.migrator import Migration, Migrations, migrations, migrations_dir
 from syncd.store.mirror import Mirror
@@ -21,7 +22,9 @@ from syncd.store.status import Status
 from syncd.store.targets import LeasedElsewhere, Targets
 
 
-class Store(Migrations, Targets, Mirror, Runs, Deletions, Discovery, Outbox, ProviderState, Status, Listener):
+class Store(
+    Migrations, Targets, Mirror, Runs, Deletions, Discovery, Feeds, Outbox, ProviderState, Status, Listener
+):
     """Every table family's queries over one connection pool."""
 
 

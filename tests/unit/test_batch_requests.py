@@ -62,6 +62,46 @@ def test_wacht_and_fortanix_read_by_id():
     assert not isinstance(fortanix, BatchReader)
 
 
-def test_refresh_feed_is_refused_until_a_feed_is_built():
-    with pytest.raises(ConfigError, match='"feed" is not available yet'):
-        adapter("scim", refresh="feed")
+@pytest.mark.parametrize(
+    ("kind", "extra"), [("zitadel", {}), ("wacht", {"connection_id": "c1"}), ("fortanix", {})]
+)
+def test_refresh_feed_is_refused_for_a_type_without_a_change_feed(kind, extra):
+    with pytest.raises(ConfigError, match=f'"feed" needs a change feed, and the {kind} API has none'):
+        adapter(kind, refresh="feed", **extra)
+
+
+@pytest.mark.parametrize("kind", ["scim", "webex"])
+def test_a_feed_request_asks_for_the_changes_after_a_time(kind):
+    from datetime import UTC, datetime
+
+    from syncd.model.listing import ListSettings
+
+    feed = adapter(kind, refresh="feed", **({"org_id": "o1"} if kind == "webex" else {}))
+    since = datetime(2026, 12, 7, 9, 30, 5, 123456, tzinfo=UTC)
+    request = feed.feed_request(None, ListSettings(page_size=100), since)
+    params = dict(request.params or {})
+    assert request.kind == "feed" and params["startIndex"] == "1"
+    if kind == "webex":  # sorted, newest first: it can't be filtered by the time
+        assert (params["sortBy"], params["sortOrder"], "filter" in params) == (
+            "meta.lastModified",
+            "descending",
+            False,
+        )
+    else:
+        assert params["filter"] == 'meta.lastModified gt "2026-12-07T09:30:05.123Z"'
+
+
+def test_a_feed_watermark_is_the_newest_stamp_never_backwards_nor_past_now():
+    from datetime import UTC, datetime, timedelta
+
+    from syncd.sync.feed import next_watermark, walk_since
+
+    now = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
+    old = now - timedelta(hours=1)
+    assert next_watermark(None, [], now) == now  # the first walk starts the clock
+    assert next_watermark(old, [None], now) == old
+    assert next_watermark(old, [old - timedelta(minutes=5)], now) == old
+    assert next_watermark(old, [now - timedelta(minutes=1), None], now) == now - timedelta(minutes=1)
+    assert next_watermark(old, [now + timedelta(days=3)], now) == now  # a stamp from the future
+    assert walk_since(old, 120, now) == old - timedelta(minutes=2)
+    assert walk_since(None, 120, now) == now - timedelta(minutes=2)

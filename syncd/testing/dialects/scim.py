@@ -4,6 +4,8 @@ helpers the Wacht and Webex dialects build on."""
 from __future__ import annotations
 
 import copy
+import re
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -11,6 +13,7 @@ from aiohttp import web
 from syncd import jsonutil
 from syncd.testing.fake import FakeProvider
 from syncd.testing.fake_listing import page, scim_filter, scim_matches
+from syncd.timeutil import parse_rfc3339
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -68,6 +71,29 @@ def scim_error(status: int, message: str, *, status_as_string: bool = True) -> t
     return jsonutil.dumps(body).encode(), SCIM_JSON
 
 
+_CHANGED_SINCE = re.compile(r'^\s*meta\.lastModified\s+gt\s+"([^"]+)"\s*$', re.IGNORECASE)
+_NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def changed_since(expression: str) -> datetime | None:
+    """The time of ``meta.lastModified gt "<RFC 3339>"`` (a change feed's filter)."""
+    m = _CHANGED_SINCE.match(expression)
+    return parse_rfc3339(m.group(1)) if m else None
+
+
+def last_modified(doc: dict[str, Any]) -> datetime:
+    return parse_rfc3339(str((doc.get("meta") or {}).get("lastModified") or "")) or _NEVER
+
+
+def touch(doc: dict[str, Any], at: datetime, n: int = 1) -> dict[str, Any]:
+    """The user changed (as ``bump``), its ``meta.lastModified`` stamped ``at``."""
+    doc = bump(doc, n)
+    doc["meta"]["lastModified"] = (
+        at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+    )
+    return doc
+
+
 def scim_routes(fake: FakeProvider, users_path: str) -> list[web.RouteDef]:
     async def get_user(request: web.Request) -> web.Response:
         if not fake.authorized(request):
@@ -96,6 +122,8 @@ def scim_routes(fake: FakeProvider, users_path: str) -> list[web.RouteDef]:
             ids = list(fake.users)
         elif quirks.filter_answers_none:
             ids = []
+        elif (since := changed_since(expression)) is not None:
+            ids = [uid for uid in fake.users if last_modified(fake.users[uid]) > since]
         else:
             terms = scim_filter(expression)
             if terms is None:
@@ -105,6 +133,9 @@ def scim_routes(fake: FakeProvider, users_path: str) -> list[web.RouteDef]:
                 ids = [uid for uid in dict.fromkeys(value for _, value in terms) if uid in fake.users]
             else:
                 ids = [uid for uid in fake.users if scim_matches(fake.users[uid], terms)]
+        if request.query.get("sortBy", "").lower() == "meta.lastmodified":
+            descending = request.query.get("sortOrder", "").lower() == "descending"
+            ids.sort(key=lambda uid: last_modified(fake.users[uid]), reverse=descending)
         listed = page(ids, start - 1, count, quirks)
         body = {
             "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
