@@ -72,6 +72,8 @@ class ProviderBase(Durations):
         "backoff_base",
         "backoff_cap",
         "discover",
+        "feed_interval",
+        "feed_overlap",
     )
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     base_url: str

@@ -272,6 +272,7 @@ async def start_daemon(tmp_path):
         env: dict[str, str] | None = None,
         ready: bool = True,
         refresh: str = "by_id",
+        ptype: str = "zitadel",
     ) -> DaemonProcess:
         port = free_port()
         cfg = tmp_path / f"{name}.toml"
@@ -292,7 +293,7 @@ max_delete_fraction = 1.0
 {sync}
 [[providers]]
 name = "corp"
-type = "zitadel"
+type = "{ptype}"
 base_url = "{fake_url}"
 token_env = "{TOKEN_ENV}"
 concurrency = 8

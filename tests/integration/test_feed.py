@@ -144,3 +144,32 @@ async def test_a_walk_waits_out_a_retry_after(provider, store, make_config, engi
     assert report.made_due == 1
     assert provider.early_requests() == []
     assert [r.status for r in feed_requests(provider)][-2:] == [429, 200]
+
+
+@pytest.mark.parametrize("provider", ["scim"], indirect=True)
+async def test_the_daemon_mirrors_a_change_within_the_feed_interval(provider, store, db_url, start_daemon):
+    """`interval = "1h"`: only the feed can bring the change in this soon."""
+    ids = provider.seed(5)
+    await store.add_targets("corp", ids)
+    await start_daemon(db_url, provider.url, ptype="scim", refresh="feed", extra='feed_interval = "300ms"')
+
+    async def display_name(uid: str) -> str | None:
+        return await store.pool.fetchval("SELECT display_name FROM syncd.users WHERE user_id = $1", uid)
+
+    await wait_for(lambda: _mirrored(store, 5), timeout=30)
+    await wait_for(lambda: _watermarked(store), timeout=30)
+    provider.users[ids[2]] = touch(provider.users[ids[2]], datetime.now(UTC), n=7)
+    wanted = provider.users[ids[2]]["displayName"]
+    await wait_for(lambda: _is(display_name(ids[2]), wanted), timeout=30)
+
+
+async def _mirrored(store, n: int) -> bool:
+    return await store.pool.fetchval("SELECT count(*) FROM syncd.users") == n
+
+
+async def _watermarked(store) -> bool:
+    return await store.feed_watermark("corp") is not None
+
+
+async def _is(value, expected) -> bool:
+    return await value == expected
