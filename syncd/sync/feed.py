@@ -15,7 +15,7 @@ and the watermark stays.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
@@ -65,6 +65,14 @@ def next_watermark(
     return min(newest, max(now, watermark or now))
 
 
+@dataclass
+class _Walk:
+    listed: int = 0
+    made_due: int = 0
+    seen: list[datetime | None] = field(default_factory=list)
+    problem: str | None = None
+
+
 async def walk_feed(
     store: Store, runtime: ProviderRuntime, *, clock: Callable[[], datetime] = utcnow
 ) -> FeedReport:
@@ -72,56 +80,58 @@ async def walk_feed(
     adapter, client, name = runtime.connection.adapter, runtime.client, runtime.name
     if not isinstance(adapter, FeedReader) or not isinstance(adapter, Lister):
         raise ConfigError(f"provider {name!r}: its type has no change feed")
-    cfg = runtime.config
     watermark = await store.feed_watermark(name)
     now = clock()
-    since = walk_since(watermark, cfg.feed_overlap, now)
+    since = walk_since(watermark, runtime.config.feed_overlap, now)
     sent_before = sum(client.sent.values())
-    settings = await list_settings(adapter, client)
-    seen: list[datetime | None] = []
-    listed = made_due = 0
-    problem: str | None = None
-    cursor = None
+    walk = await _pages(store, runtime, adapter, since)
+    new_mark = watermark if walk.problem else next_watermark(watermark, walk.seen, now)
+    if new_mark is not None and not walk.problem:
+        await store.advance_feed(name, new_mark, listed=walk.listed, made_due=walk.made_due)
+    report = FeedReport(
+        provider=name,
+        listed=walk.listed,
+        made_due=walk.made_due,
+        since=since,
+        watermark=new_mark,
+        requests=sum(client.sent.values()) - sent_before,
+        problem=walk.problem,
+    )
+    (log.warning if walk.problem else log.info)(
+        "feed.walked",
+        provider=name,
+        since=since.isoformat(),
+        watermark=new_mark.isoformat() if new_mark else None,
+        listed=walk.listed,
+        made_due=walk.made_due,
+        requests=report.requests,
+        problem=walk.problem,
+    )
+    return report
+
+
+async def _pages(store: Store, runtime: ProviderRuntime, adapter: FeedReader, since: datetime) -> _Walk:
+    """Every page of changes after ``since``, each page's targets made due as it comes."""
+    client, name = runtime.client, runtime.name
+    settings = await list_settings(adapter, client)  # type: ignore[arg-type]
+    walk, cursor = _Walk(), None
     for _ in range(MAX_FEED_PAGES):
         request = adapter.feed_request(cursor, settings, since)
         page = adapter.feed_page(client.document(await client.send(request)), cursor, settings)
         fresh = [(uid, at) for uid, at in page.changes if at is None or at > since]
         stale = len(page.changes) - len(fresh)
         if fresh:
-            listed += len(fresh)
-            made_due += await store.make_due(name, [uid for uid, _ in fresh])
-            seen.extend(at for _, at in fresh)
+            walk.listed += len(fresh)
+            walk.made_due += await store.make_due(name, [uid for uid, _ in fresh])
+            walk.seen.extend(at for _, at in fresh)
         if stale and not adapter.feed_sorted:
-            problem = (
+            walk.problem = (
                 f"the feed answered {stale} change(s) older than it asked for"
                 " (the server ignores its meta.lastModified filter)"
             )
-            break
+            return walk
         if page.next is None or (adapter.feed_sorted and stale):
-            break  # the end, or (newest first) the changes before ``since``
+            return walk  # the end, or (newest first) the changes before ``since``
         cursor = page.next
-    else:
-        problem = f"the feed did not end within {MAX_FEED_PAGES} pages"
-    new_mark = watermark if problem else next_watermark(watermark, seen, now)
-    if new_mark is not None and not problem:
-        await store.advance_feed(name, new_mark, listed=listed, made_due=made_due)
-    report = FeedReport(
-        provider=name,
-        listed=listed,
-        made_due=made_due,
-        since=since,
-        watermark=new_mark,
-        requests=sum(client.sent.values()) - sent_before,
-        problem=problem,
-    )
-    (log.warning if problem else log.info)(
-        "feed.walked",
-        provider=name,
-        since=since.isoformat(),
-        watermark=new_mark.isoformat() if new_mark else None,
-        listed=listed,
-        made_due=made_due,
-        requests=report.requests,
-        problem=problem,
-    )
-    return report
+    walk.problem = f"the feed did not end within {MAX_FEED_PAGES} pages"
+    return walk
