@@ -102,22 +102,32 @@ class Health:
             log.error("daemon.not_ready", database=self.db_ok, schema=self.schema_ok, error=self.check_error)
 
     async def _check_database(self) -> None:
+        """One check. The flags /readyz reads are set together, after every
+        await: a probe between two awaits must not see the database up with
+        the schema's state still unknown (pending_migrations empty, yet not
+        current)."""
         assert self.store is not None and self.engine is not None
-        self.db_ok = await self.store.ping()
-        metrics.DB_UP.set(1 if self.db_ok else 0)
-        if not self.db_ok:
-            return
         try:
-            if await self._check_schema():
-                await self._register_config_targets(self.engine)
-                await self._update_gauges(self.store)
+            pending = await self.store.pending_migrations() if await self.store.ping() else None
+        except StoreUnavailable:
+            pending = None
+        if pending is None:
+            self.db_ok = False
+            metrics.DB_UP.set(0)
+            return
+        self.db_ok = True
+        metrics.DB_UP.set(1)
+        self._schema_state(pending)
+        if pending:
+            return  # the tables the gauges read may not exist yet
+        try:
+            await self._register_config_targets(self.engine)
+            await self._update_gauges(self.store)
         except StoreUnavailable:
             self.db_ok = False
             metrics.DB_UP.set(0)
 
-    async def _check_schema(self) -> bool:
-        assert self.store is not None
-        pending = await self.store.pending_migrations()
+    def _schema_state(self, pending: list[str]) -> None:
         self.schema_ok = not pending
         if pending != self.pending_migrations:
             if pending:
@@ -125,7 +135,6 @@ class Health:
             else:
                 log.info("daemon.schema_current")
         self.pending_migrations = pending
-        return not pending  # else the tables the gauges read may not exist yet
 
     async def _register_config_targets(self, engine: Engine) -> None:
         if not self._targets_registered:  # once: they needed the schema

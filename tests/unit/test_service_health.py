@@ -137,3 +137,27 @@ async def test_stopping_is_not_ready_and_not_reported_as_a_failure():
     with structlog.testing.capture_logs() as logs:
         await h.refresh()
     assert not h.ready and events(logs) == []
+
+
+async def test_a_probe_during_a_check_never_sees_the_database_up_with_the_schema_unknown():
+    """/readyz may answer between the check's awaits: while the migrations are
+    being read it must not say "database up, not current, nothing pending"
+    (the state CI once caught): the flags change together, after the reads."""
+    h, store, _, _ = health()
+    store.pending = ["014_x"]
+    reading, release = asyncio.Event(), asyncio.Event()
+    plain = store.pending_migrations
+
+    async def slow() -> list[str]:
+        reading.set()
+        await release.wait()
+        return await plain()
+
+    store.pending_migrations = slow  # type: ignore[method-assign]
+    check = asyncio.create_task(h.refresh())
+    await asyncio.wait_for(reading.wait(), 5)
+    seen = (h.db_ok, h.schema_ok, list(h.pending_migrations))
+    release.set()
+    await asyncio.wait_for(check, 5)
+    assert seen == (False, False, [])  # nothing known yet: not "up with nothing pending"
+    assert (h.db_ok, h.schema_ok, h.pending_migrations) == (True, False, ["014_x"])
