@@ -25,6 +25,7 @@ from syncd.errors import AuthError, MalformedResponse, ProviderError, RateLimite
 from syncd.http import defaults
 from syncd.http.auth import Auth
 from syncd.http.deadlines import Deadlines
+from syncd.http.etag import usable_etag
 from syncd.http.gate import Gate
 from syncd.http.redirects import MAX_REDIRECTS, REDIRECT_BODY, REDIRECT_STATUSES, same_origin_redirect
 from syncd.http.response import (
@@ -137,7 +138,9 @@ class ProviderClient:
         return doc
 
     async def send(self, request: Request) -> Response:
-        """Make a read request and return its 2xx JSON answer, with every retry rule applied.
+        """Make a read request and return its 2xx JSON answer (or, to a request
+        with ``if_none_match``, a 304: ``Response.not_modified``), with every
+        retry rule applied.
 
         Raises ``NotFound`` (the provider's own 404), ``UnrecognizedNotFound``
         (any other 404), ``AuthError`` (401/403 after one renewal),
@@ -225,6 +228,11 @@ class ProviderClient:
     # -- one attempt -------------------------------------------------------------------------
     async def _once(self, request: Request) -> Response:
         headers = dict(self.default_headers)
+        # never a header the ETag's server could split (checked where it was
+        # stored too): without it the request is a plain GET, and a 304 an error
+        etag = usable_etag(request.if_none_match)
+        if etag is not None:
+            headers["If-None-Match"] = etag
         ticket = await self.gate.acquire()
         answered = False
         try:
@@ -234,7 +242,7 @@ class ProviderClient:
                 answered = True  # an answer all the same (a body too large)
                 raise
             answered = True
-            return await self._answer(answer, headers.get("Authorization"))
+            return await self._answer(answer, headers.get("Authorization"), conditional=etag is not None)
         finally:
             if ticket and self.gate.circuit.probing(ticket):
                 if answered:
@@ -265,10 +273,12 @@ class ProviderClient:
             await self.gate.release()
             self._fetch_seconds.observe(time.monotonic() - started)
 
-    async def _answer(self, answer: _Answer, used: str | None) -> Response:
+    async def _answer(self, answer: _Answer, used: str | None, *, conditional: bool = False) -> Response:
         """Apply what the answer says to the gate, circuit and token; the
         response, or its error raised."""
-        verdict = interpret(self.rules, answer.url, answer.status, answer.headers, answer.body)
+        verdict = interpret(
+            self.rules, answer.url, answer.status, answer.headers, answer.body, conditional=conditional
+        )
         if verdict.accepted and self.auth is not None:
             self.auth.accepted(used)
         if verdict.health is Health.UP:

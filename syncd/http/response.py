@@ -48,11 +48,15 @@ class Request:
     #: what it is for, counted by ``syncd_requests_total{kind}``: get (one
     #: user), batch (users by id), list (a listing's page), check, search
     kind: str = "get"
+    #: the ETag of the copy we hold: sent as ``If-None-Match``, and then (only
+    #: then) a ``304 Not Modified`` is an answer (RFC 9110 §13.1.2, §15.4.5)
+    if_none_match: str | None = None
 
 
 class Response:
-    """A 2xx JSON answer: status, headers, the body's bytes and the URL that
-    answered. ``fingerprint(salt)`` tells one body from another without parsing it."""
+    """A 2xx JSON answer (or a 304 to a conditional request: ``not_modified``):
+    status, headers, the body's bytes and the URL that answered.
+    ``fingerprint(salt)`` tells one body from another without parsing it."""
 
     __slots__ = ("body", "headers", "status", "url")
 
@@ -61,6 +65,16 @@ class Response:
         self.headers = headers
         self.body = body
         self.url = url
+
+    @property
+    def not_modified(self) -> bool:
+        """A 304: the copy whose ETag the request sent is still current."""
+        return self.status == 304
+
+    @property
+    def etag(self) -> str | None:
+        """The answer's ``ETag`` header as it came (not yet checked: ``http.etag``)."""
+        return self.headers.get("ETag")
 
     def fingerprint(self, salt: bytes) -> str:
         """The body's SHA-256, salted with what shapes the record made of it."""
@@ -157,12 +171,28 @@ class Rules:
             return False
 
 
-def interpret(rules: Rules, url: str, status: int, headers: Mapping[str, str], body: bytes) -> Verdict:
-    """What an answer to a read request is: a JSON body to read, or which error."""
+def interpret(
+    rules: Rules,
+    url: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    conditional: bool = False,
+) -> Verdict:
+    """What an answer to a read request is: a JSON body to read, "not modified"
+    (a 304 to a ``conditional`` request, one that sent If-None-Match), or which error."""
     tracking = headers.get(rules.tracking_header) if rules.tracking_header else None
     common: dict[str, Any] = {"provider": rules.provider, "status": status, "tracking_id": tracking}
     if 200 <= status < 300:
         return _success(headers, body, common)
+    if status == 304:
+        if conditional:
+            return Verdict(None, Health.UP, accepted=True)
+        # RFC 9110 §15.4.5: only a conditional GET may be answered 304; to one
+        # without If-None-Match it says nothing about the user (no body to read)
+        error = ProviderError("304 Not Modified to a request that sent no If-None-Match", **common)
+        return Verdict(error, Health.UP)
     detail = rules.detail(body)
     message = f"provider asked us to slow down ({status})"
     limited = rate_limited(headers.get("Retry-After"), message, **common, detail=detail)
