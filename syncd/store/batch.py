@@ -109,17 +109,22 @@ class TargetUpdates:
         not_found_since: datetime | None = None,
         failed: bool = False,
         body_hash: str | None = None,
+        etag: tuple[str, str] | None = None,
     ) -> None:
+        """``etag``: the ETag to send with the next read and the scope it was
+        kept under (None: none, the next read is a plain GET)."""
         self.statuses.append(status)
+        tag, scope = etag if etag is not None else (None, None)
         self.rows.append(
-            (user_id, status, error, next_in, not_found_count, not_found_since, failed, body_hash)
+            (user_id, status, error, next_in, not_found_count, not_found_since, failed, body_hash, tag, scope)
         )
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def param(self) -> bytes:
-        """``[[user_id, status, error, next_in, not_found_count, not_found_since, failed, body_hash], …]``."""
+        """``[[user_id, status, error, next_in, not_found_count, not_found_since,
+        failed, body_hash, etag, etag_scope], …]``."""
         return orjson.dumps(self.rows)
 
     def user_ids(self) -> list[str]:

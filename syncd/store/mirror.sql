@@ -14,7 +14,7 @@ WHERE provider = $1 AND user_id = ANY($2::text[]);
 -- $1 provider, $2 lease owner,
 -- $3 changes: jsonb [[user_id, event_id, event_type, payload, content_hash], ...]
 -- $4 targets: jsonb [[user_id, status, error, seconds until next sync, not_found_count,
---                     not_found_since, failed, body_hash], ...]
+--                     not_found_since, failed, body_hash, etag, etag_scope], ...]
 -- Everything a batch writes, in ONE statement (atomic on its own, one round
 -- trip, no BEGIN/COMMIT): insert the events; write the mirror rows of exactly
 -- the events that went in (an event id that already exists, because a racing
@@ -100,10 +100,15 @@ WITH rows AS (
         attempts = CASE WHEN i.failed THEN t.attempts + 1 ELSE 0 END,
         not_found_count = i.nf_count,
         not_found_since = i.nf_since,
-        body_hash = i.body_hash
+        body_hash = i.body_hash,
+        -- the ETag of the answer just planned (NULL clears it: a failure, or
+        -- a 200 without one); after a 304, the one that was sent
+        etag = i.etag,
+        etag_scope = i.etag_scope
     FROM (SELECT b ->> 0 AS user_id, b ->> 1 AS status, b ->> 2 AS error,
                  (b ->> 3)::float8 AS next_in, (b ->> 4)::int AS nf_count,
-                 (b ->> 5)::timestamptz AS nf_since, (b ->> 6)::bool AS failed, b ->> 7 AS body_hash
+                 (b ->> 5)::timestamptz AS nf_since, (b ->> 6)::bool AS failed, b ->> 7 AS body_hash,
+                 b ->> 8 AS etag, b ->> 9 AS etag_scope
           FROM jsonb_array_elements($4::jsonb) AS b) AS i
     WHERE t.provider = $1 AND t.user_id = i.user_id AND t.leased_by = $2
     RETURNING 1

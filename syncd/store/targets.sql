@@ -26,10 +26,10 @@ WITH due AS (
     -- snapshot can't see; a key lookup re-checks the new version and leases it.
     WHERE t.provider = $1 AND t.user_id = ANY (ARRAY(SELECT user_id FROM due))
     RETURNING t.user_id, t.not_found_count, t.not_found_since, t.attempts, t.body_hash, t.last_synced_at,
-              t.added_at, t.last_status
+              t.added_at, t.last_status, t.etag, t.etag_scope
 )
 SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts, l.body_hash, l.last_synced_at, l.added_at,
-       l.last_status, u.content_hash, u.changed_at, u.deleted_at
+       l.last_status, l.etag, l.etag_scope, u.content_hash, u.changed_at, u.deleted_at
 FROM leased l
 LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;
 
@@ -40,12 +40,12 @@ LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;
 -- ids need not be targets yet (a dry run adds none).
 WITH ids AS (
     SELECT t.user_id, t.not_found_count, t.not_found_since, t.attempts, t.body_hash,
-           t.last_synced_at, t.added_at, t.last_status
+           t.last_synced_at, t.added_at, t.last_status, t.etag, t.etag_scope
     FROM syncd.targets t
     WHERE t.provider = $1 AND $2::text[] IS NULL AND t.user_id > $4
     UNION ALL
     SELECT i.id, coalesce(t.not_found_count, 0), t.not_found_since, coalesce(t.attempts, 0), t.body_hash,
-           t.last_synced_at, t.added_at, t.last_status
+           t.last_synced_at, t.added_at, t.last_status, t.etag, t.etag_scope
     FROM unnest($2::text[]) AS i(id)
     LEFT JOIN syncd.targets t ON t.provider = $1 AND t.user_id = i.id
     -- byte order, as the ORDER BY below sorts (the result takes user_id's "C"):
@@ -53,7 +53,7 @@ WITH ids AS (
     WHERE i.id COLLATE "C" > $4
 )
 SELECT i.user_id, i.not_found_count, i.not_found_since, i.attempts, i.body_hash,
-       i.last_synced_at, i.added_at, i.last_status,
+       i.last_synced_at, i.added_at, i.last_status, i.etag, i.etag_scope,
        u.content_hash, u.changed_at, u.deleted_at
 FROM ids i
 LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = i.user_id
