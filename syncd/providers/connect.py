@@ -28,9 +28,11 @@ class Connection:
     gate: Gate
     session: aiohttp.ClientSession
 
-    async def fetch_user(self, user_id: str, *, known_body_hash: str | None, salt: bytes) -> FetchResult:
+    async def fetch_user(
+        self, user_id: str, *, known_body_hash: str | None, salt: bytes, etag: str | None = None
+    ) -> FetchResult:
         return await fetch_user(
-            self.adapter, self.client, user_id, known_body_hash=known_body_hash, salt=salt
+            self.adapter, self.client, user_id, known_body_hash=known_body_hash, salt=salt, etag=etag
         )
 
     async def check(self) -> str:

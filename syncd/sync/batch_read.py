@@ -71,7 +71,7 @@ async def _read_chunk(
         return await by_id(runtime, targets)
     missing = [t for t in targets if t["user_id"] not in found]
     read_alone = {o.target["user_id"]: o for o in await by_id(runtime, missing)} if missing else {}
-    answered = [o for o in read_alone.values() if o.record is not None or o.same_body]
+    answered = [o for o in read_alone.values() if o.record is not None or o.unchanged_answer]
     if missing and not found and answered:
         disable_batching(
             runtime,

@@ -12,6 +12,7 @@ from typing import Any
 import structlog
 
 from syncd.errors import AuthError, DocumentRefused, MalformedResponse, NotFound, ProviderError
+from syncd.http.etag import etag_problem, usable_etag
 from syncd.model.diff import record_json_and_hash
 from syncd.model.identity import Identity, without_nul
 from syncd.providers import FetchResult
@@ -62,19 +63,52 @@ async def fetch_each(runtime: ProviderRuntime, batch: Sequence[Any]) -> list[Out
 
 
 async def fetch_target(runtime: ProviderRuntime, target: Any) -> Outcome:
-    """One target's outcome: its record, the same body as last time, or its error."""
+    """One target's outcome: its record, the same body as last time, a 304 to
+    the ETag we hold, or its error."""
     user_id = target["user_id"]
-    # the same bytes as last time mean the same user: skip parsing and mapping,
-    # but only while the mirror row is there to be "unchanged" against
+    # the same bytes as last time (or a 304 to the ETag we hold) mean the same
+    # user: skip parsing and mapping, but only while the mirror row is there
+    # to be "unchanged" against (without it: a plain GET)
     mirrored = target["content_hash"] is not None and target["deleted_at"] is None
     known = target.get("body_hash") if mirrored else None
+    etag = held_etag(runtime, target) if mirrored else None
     try:
-        fetched = await _fetch_user(runtime, user_id, known)
+        fetched = await _fetch_user(runtime, user_id, known, etag)
     except ProviderError as exc:
         return Outcome(target, error=_fetch_failed(runtime, user_id, exc))
+    if fetched.not_modified:
+        log.debug("user.not_modified", provider=runtime.name, user_id=user_id)
+        return Outcome(target, not_modified=True, body_hash=known, etag=etag)
+    new_etag = _answered_etag(runtime, user_id, fetched.etag)
     if fetched.identity is None:
-        return Outcome(target, same_body=True, body_hash=fetched.fingerprint)
-    return _outcome(runtime, target, fetched.identity, fetched.fingerprint)
+        return Outcome(target, same_body=True, body_hash=fetched.fingerprint, etag=new_etag)
+    outcome = _outcome(runtime, target, fetched.identity, fetched.fingerprint)
+    if outcome.record is not None:
+        outcome.etag = new_etag  # kept with the record it tags, never with an error
+    return outcome
+
+
+def held_etag(runtime: ProviderRuntime, target: Any) -> str | None:
+    """The ETag to send with a target's read: the one kept from its last
+    answer, if kept under this runtime's scope (``etag_scope``)."""
+    etag = target.get("etag")
+    if etag is None or target.get("etag_scope") != runtime.etag_scope:
+        return None
+    return usable_etag(etag)
+
+
+def _answered_etag(runtime: ProviderRuntime, user_id: str, value: str | None) -> str | None:
+    """The answer's ETag if it is one to keep; a hostile one is dropped, said once per read."""
+    if value is None:
+        return None
+    problem = etag_problem(value)
+    if problem is None:
+        return value
+    # not the value itself: it is what we don't trust (its length says enough)
+    log.warning(
+        "user.etag_ignored", provider=runtime.name, user_id=user_id, reason=problem, length=len(value)
+    )
+    return None
 
 
 def _fetch_failed(runtime: ProviderRuntime, user_id: str, exc: ProviderError) -> ProviderError:
@@ -118,13 +152,15 @@ def _outcome(runtime: ProviderRuntime, target: Any, identity: Identity, body_has
     )
 
 
-async def _fetch_user(runtime: ProviderRuntime, user_id: str, known_body_hash: str | None) -> FetchResult:
+async def _fetch_user(
+    runtime: ProviderRuntime, user_id: str, known_body_hash: str | None, etag: str | None
+) -> FetchResult:
     """The user's answer (``providers.fetch_user``); an adapter that chokes on a
     body it did not expect (say a JSON array) gives that user's error, not the
     whole pass's."""
     try:
         return await runtime.connection.fetch_user(
-            user_id, known_body_hash=known_body_hash, salt=runtime.salt
+            user_id, known_body_hash=known_body_hash, salt=runtime.salt, etag=etag
         )
     except ProviderError:
         raise

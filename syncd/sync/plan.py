@@ -62,6 +62,15 @@ class Outcome:
     #: the provider answered the same bytes as last time
     same_body: bool = False
     body_hash: str | None = None
+    #: the provider answered 304 Not Modified to the ETag we hold (RFC 7644 §3.14)
+    not_modified: bool = False
+    #: the ETag to keep for the next read (checked: ``http.etag``); None clears it
+    etag: str | None = None
+
+    @property
+    def unchanged_answer(self) -> bool:
+        """The provider answered, and said the user is as we hold it."""
+        return self.same_body or self.not_modified
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +88,8 @@ class PlanSettings:
     quarantine_after: int = 3
     max_delete_fraction: float = 0.1
     max_delete_count: int | None = None
+    #: what the ETags kept now are kept under (``ProviderRuntime.etag_scope``)
+    etag_scope: str = ""
 
     @property
     def failure_retry(self) -> RetryPolicy:
@@ -140,13 +151,20 @@ def plan_batch(
     for outcome in outcomes:
         target = outcome.target
         uid = target["user_id"]
-        if (outcome.same_body or outcome.record is not None) and target["not_found_count"]:
+        if (outcome.unchanged_answer or outcome.record is not None) and target["not_found_count"]:
             plan.came_back.append(uid)
-        if outcome.same_body:
+        etag = _etag(outcome, settings)
+        if outcome.unchanged_answer:
+            # a 304 leaves the mirror row, its raw document and the body's
+            # fingerprint as they are; only the schedule moves on
             counts["fetched"] += 1
             counts["unchanged"] += 1
             updates.add(
-                uid, TargetStatus.UNCHANGED, next_in=spread(settings.interval), body_hash=outcome.body_hash
+                uid,
+                TargetStatus.UNCHANGED,
+                next_in=spread(settings.interval),
+                body_hash=outcome.body_hash,
+                etag=etag,
             )
         elif outcome.record is not None:
             counts["fetched"] += 1
@@ -157,9 +175,10 @@ def plan_batch(
                     TargetStatus.UNCHANGED,
                     next_in=spread(settings.interval),
                     body_hash=outcome.body_hash,
+                    etag=etag,
                 )
             else:
-                _plan_change(plan, outcome, rows.get(uid), settings, observed, spread)
+                _plan_change(plan, outcome, rows.get(uid), settings, observed, spread, etag)
         elif isinstance(outcome.error, NotFound):
             _plan_not_found(plan, target, settings, now, spread)
         else:
@@ -176,6 +195,7 @@ def _plan_change(
     settings: PlanSettings,
     observed: str,
     spread: Callable[[float], float],
+    etag: tuple[str, str] | None,
 ) -> None:
     target = outcome.target
     uid = target["user_id"]
@@ -197,15 +217,26 @@ def _plan_change(
         plan.rehash.append((uid, new_hash))
         plan.counts["unchanged"] += 1
         plan.targets.add(
-            uid, TargetStatus.UNCHANGED, next_in=spread(settings.interval), body_hash=outcome.body_hash
+            uid,
+            TargetStatus.UNCHANGED,
+            next_in=spread(settings.interval),
+            body_hash=outcome.body_hash,
+            etag=etag,
         )
         return
     kind, eid, payload = event
     # an update's event holds before, after and the patch
     size = len(outcome.record or b"") * (1 if kind == "created" else 3)
     plan.changes.add(uid, eid, EventType.of(kind), payload, new_hash, size=size)
-    plan.targets.add(uid, kind, next_in=spread(settings.interval), body_hash=outcome.body_hash)
+    plan.targets.add(uid, kind, next_in=spread(settings.interval), body_hash=outcome.body_hash, etag=etag)
     plan.counts[kind] += 1
+
+
+def _etag(outcome: Outcome, settings: PlanSettings) -> tuple[str, str] | None:
+    """The ETag to keep and the scope it is kept under: the answer's (a 200
+    without one clears it: the next read is a plain GET), or, after a 304,
+    the one that was sent."""
+    return (outcome.etag, settings.etag_scope) if outcome.etag is not None else None
 
 
 def _plan_not_found(

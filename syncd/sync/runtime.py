@@ -4,8 +4,10 @@ gate), and what the pure plan reads from the config for it."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
 import aiohttp
 
@@ -58,6 +60,13 @@ class ProviderRuntime:
     def name(self) -> str:
         return self.config.name
 
+    @cached_property
+    def etag_scope(self) -> str:
+        """What a stored ETag was kept under (the salt's digest): an ETag kept
+        under another is not sent, since a 304 would keep a record that an
+        upgrade or a changed ignore/redact setting must map again."""
+        return hashlib.sha256(self.salt).hexdigest()[:16]
+
     @property
     def config(self) -> ProviderBase:
         return self.connection.config
@@ -101,4 +110,5 @@ def plan_settings(runtime: ProviderRuntime, sync: SyncConfig) -> PlanSettings:
         quarantine_after=sync.quarantine_after,
         max_delete_fraction=sync.max_delete_fraction,
         max_delete_count=sync.max_delete_count,
+        etag_scope=runtime.etag_scope,
     )
