@@ -78,6 +78,8 @@ class RequestRecord:
     fault: str | None = None
     #: the request target as it arrived, still percent-encoded (``/Users/a%2Fb``)
     raw_path: str = ""
+    #: the request's ``If-None-Match`` header (a conditional read), if any
+    if_none_match: str | None = None
 
 
 @dataclass
@@ -135,6 +137,12 @@ class FakeProvider:
     #: beyond it 429 with ``Retry-After: 1``. None = unlimited. Needs the
     #: middleware, so not with ``plain``.
     rate_limit: int | None = None
+    #: the SCIM dialects' ETag of a by-id body (None: no ETag header); None
+    #: here: the dialect's own (``dialects.scim.scim_etag``). A test swaps in
+    #: a hostile one.
+    etag_of: Callable[[str], str | None] | None = None
+    #: 304 Not Modified answers the SCIM dialects gave to a matching If-None-Match
+    not_modified: int = 0
     _budget: RequestBudget | None = None
     url: str = ""
     _runner: web.AppRunner | None = None
@@ -188,7 +196,8 @@ class FakeProvider:
         (connection dropped), ``truncated`` (half a JSON body), ``html`` (an
         HTML error page with 502), ``garbage`` (200 with invalid JSON),
         ``wrong_type`` (200 text/plain), ``missing_id`` (200 without the id),
-        ``body`` (200 with the given ``body`` bytes),
+        ``body`` (200 with the given ``body`` bytes), ``not_modified`` (304,
+        whatever the request's If-None-Match: a broken cache or server),
         ``401``. ``times`` (None = forever) or ``probability`` say how often."""
         fault = Fault(kind=kind, **kw)
         self.faults.append(fault)
@@ -232,7 +241,11 @@ class FakeProvider:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         record = RequestRecord(
-            at=time.time(), method=request.method, path=request.path_qs, raw_path=request.raw_path
+            at=time.time(),
+            method=request.method,
+            path=request.path_qs,
+            raw_path=request.raw_path,
+            if_none_match=request.headers.get("If-None-Match"),
         )
         self.requests.append(record)
         if self.latency:
@@ -290,6 +303,8 @@ class FakeProvider:
             return web.json_response(_drop_ids(doc), dumps=jsonutil.dumps)
         if kind == "body":
             return web.Response(body=fault.body, content_type=fault.content_type)
+        if kind == "not_modified":
+            return web.Response(status=304)
         if kind == "html":
             return web.Response(
                 status=fault.status or 502,

@@ -4,6 +4,7 @@ helpers the Wacht and Webex dialects build on."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -94,14 +95,38 @@ def touch(doc: dict[str, Any], at: datetime, n: int = 1) -> dict[str, Any]:
     return doc
 
 
+def scim_etag(body: str) -> str:
+    """A weak ETag (RFC 9110 §8.8.3) of the body as served, as Webex's
+    ``meta.version`` is one: derived from the whole document, so it moves
+    with any edit a test makes to ``users`` (bumped ``meta.version`` or not)."""
+    return f'W/"{hashlib.sha256(body.encode()).hexdigest()[:16]}"'
+
+
+def etag_matches(condition: str, etag: str) -> bool:
+    """If-None-Match's weak comparison (RFC 9110 §13.1.2): ``*``, or any
+    listed tag equal to ``etag`` once ``W/`` is set aside."""
+    if condition.strip() == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in condition.split(","))
+
+
 def scim_routes(fake: FakeProvider, users_path: str) -> list[web.RouteDef]:
     async def get_user(request: web.Request) -> web.Response:
+        """The user, with its ETag; 304 to an If-None-Match naming it (RFC 7644 §3.14)."""
         if not fake.authorized(request):
             return fake.error(401, "Authentication credentials were missing or incorrect.")
         doc = fake.users.get(request.match_info["user_id"])
         if doc is None:
             return fake.error(404, "User not found")
-        return web.Response(body=jsonutil.dumps(doc), content_type=SCIM_JSON)
+        body = jsonutil.dumps(doc)
+        etag = fake.etag_of(body) if fake.etag_of is not None else scim_etag(body)
+        headers = {"ETag": etag} if etag else {}
+        condition = request.headers.get("If-None-Match")
+        if etag and condition is not None and etag_matches(condition, etag):
+            fake.not_modified += 1
+            return web.Response(status=304, headers=headers)  # §15.4.5: with the ETag
+        return web.Response(body=body, content_type=SCIM_JSON, headers=headers)
 
     async def list_users(request: web.Request) -> web.Response:
         """RFC 7644 §3.4.2: 1-based ``startIndex``, ``count`` capped by the
@@ -158,7 +183,7 @@ def scim_routes(fake: FakeProvider, users_path: str) -> list[web.RouteDef]:
             "filter": {"supported": supported, "maxResults": fake.listing.announced_max or fake.listing.cap},
             "changePassword": {"supported": False},
             "sort": {"supported": False},
-            "etag": {"supported": False},
+            "etag": {"supported": True},  # by-id reads: ETag, 304 to If-None-Match
             "authenticationSchemes": [],
         }
         return web.Response(body=jsonutil.dumps(body), content_type=SCIM_JSON)
