@@ -11,6 +11,7 @@ import os
 import random
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from syncd.config import Config
@@ -22,6 +23,7 @@ from syncd.store.listener import Notifications, Subscription
 from syncd.sync.deletions import DeletionGuard
 from syncd.sync.dry_run import dry_run
 from syncd.sync.feed import FeedReport, walk_feed
+from syncd.sync.page_refresh import PageRefresh, refreshes_from_pages
 from syncd.sync.pauses import PeerPauses, share_pause
 from syncd.sync.report import PassReport
 from syncd.sync.runner import PassServices, SyncPass
@@ -63,6 +65,13 @@ class Engine:
             pauses=self.pauses,
             deletions=DeletionGuard(store, self.replica, sync),
             writer=BatchWriter(store, self.replica, sync),
+        )
+        # a listing's page refresh leases under a name of its own: a pass of
+        # this replica releasing its leases at its end must not release the
+        # users a page is writing (nor the page a pass's)
+        listing = f"{self.replica}/listing"
+        self.listing_services = replace(
+            self.services, replica=listing, writer=BatchWriter(store, listing, sync)
         )
         self._notifications: Notifications | None = None
         if listen:
@@ -181,7 +190,8 @@ class Engine:
             # renewed every third of it while listing: a killed replica's lease soon expires
             lease_seconds=max(self.config.sync.lease, 60.0),
         )
-        return Discoverer(self.store, settings, runtime.connection.list_pages, self.replica)
+        on_page = PageRefresh(self.listing_services, runtime) if refreshes_from_pages(runtime) else None
+        return Discoverer(self.store, settings, runtime.connection.list_pages, self.replica, on_page=on_page)
 
     async def decide_held_deletions(
         self, provider: str, user_ids: Sequence[str], *, approve: bool

@@ -48,3 +48,8 @@ BATCH_READS = Gauge(
     "1 while the provider's users are read in batches, 0 when read one by one",
     ["provider"],
 )
+PAGE_REFRESHED = Counter(
+    "syncd_page_refreshed_users_total",
+    "Targets refreshed from a discovery listing's pages (no request of their own)",
+    ["provider"],
+)

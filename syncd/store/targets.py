@@ -65,6 +65,17 @@ class Targets(Database):
         them, without leasing: the dry run's pages."""
         return await self._fetch("peek_targets", provider, _ids(only), limit, after)
 
+    async def lease_listed(
+        self, provider: str, owner: str, lease_seconds: float, user_ids: Sequence[str]
+    ) -> list[asyncpg.Record]:
+        """Lease the listed users that are targets and that no pass holds (due
+        or not), with ``lease_due``'s columns and ``mirror_updated_at``."""
+        return await self._fetch("lease_listed", provider, owner, lease_seconds, list(user_ids))
+
+    async def release_ids(self, provider: str, owner: str, user_ids: Sequence[str]) -> None:
+        """Give these leases of ours back without syncing the users."""
+        await self._execute("release_ids", provider, owner, list(user_ids))
+
     async def lease_ids(
         self, provider: str, owner: str, lease_seconds: float, user_ids: Sequence[str]
     ) -> list[str]:

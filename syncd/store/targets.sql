@@ -5,7 +5,8 @@
 -- name: lease_due
 -- $1 provider, $2 lease owner, $3 lease seconds, $4 batch size, $5 only these user ids (NULL = any)
 -- Lease due targets (SKIP LOCKED: replicas share the work) and return what
--- the engine needs to diff them without another round trip.
+-- the engine needs to diff them without another round trip (the mirror row's
+-- updated_at: a batch answer from a lagging listing must not take a user back).
 WITH due AS (
     SELECT t.user_id
     FROM syncd.targets t
@@ -29,7 +30,7 @@ WITH due AS (
               t.added_at, t.last_status
 )
 SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts, l.body_hash, l.last_synced_at, l.added_at,
-       l.last_status, u.content_hash, u.changed_at, u.deleted_at
+       l.last_status, u.content_hash, u.changed_at, u.deleted_at, u.updated_at AS mirror_updated_at
 FROM leased l
 LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;
 
@@ -54,7 +55,7 @@ WITH ids AS (
 )
 SELECT i.user_id, i.not_found_count, i.not_found_since, i.attempts, i.body_hash,
        i.last_synced_at, i.added_at, i.last_status,
-       u.content_hash, u.changed_at, u.deleted_at
+       u.content_hash, u.changed_at, u.deleted_at, u.updated_at AS mirror_updated_at
 FROM ids i
 LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = i.user_id
 ORDER BY i.user_id
@@ -158,3 +159,34 @@ UPDATE syncd.targets SET leased_by = $2, lease_expires_at = now() + make_interva
 WHERE provider = $1 AND user_id = ANY($4::text[])
   AND (lease_expires_at IS NULL OR lease_expires_at < now())
 RETURNING user_id;
+
+-- name: lease_listed
+-- $1 provider, $2 lease owner, $3 lease seconds, $4 the user ids a listing page named
+-- Lease the page's users that are targets and that no pass holds, due or
+-- not: the page's documents refresh them (syncd.sync.page_refresh). The
+-- columns of lease_due, and the mirror row's updated_at (a listing served
+-- from a lagging projection must not take a user back to an older state).
+WITH listed AS (
+    SELECT t.user_id
+    FROM syncd.targets t
+    WHERE t.provider = $1 AND t.user_id = ANY($4::text[])
+      AND (t.lease_expires_at IS NULL OR t.lease_expires_at < now())
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE syncd.targets t
+    SET leased_by = $2, lease_expires_at = now() + make_interval(secs => $3::float8)
+    WHERE t.provider = $1 AND t.user_id = ANY (ARRAY(SELECT user_id FROM listed))
+    RETURNING t.user_id, t.not_found_count, t.not_found_since, t.attempts, t.body_hash, t.last_synced_at,
+              t.added_at, t.last_status
+)
+SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts, l.body_hash, l.last_synced_at, l.added_at,
+       l.last_status, u.content_hash, u.changed_at, u.deleted_at, u.updated_at AS mirror_updated_at
+FROM leased l
+LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;
+
+-- name: release_ids
+-- $1 provider, $2 lease owner, $3 user ids
+-- Give back these leases of ours without syncing the users (a page refresh
+-- that left them to their scheduled read).
+UPDATE syncd.targets SET leased_by = NULL, lease_expires_at = NULL
+WHERE provider = $1 AND leased_by = $2 AND user_id = ANY($3::text[]);

@@ -43,6 +43,29 @@ async def plan_outcomes(
     return plan_batch(outcomes, rows, plan_settings(runtime, sync), utcnow())
 
 
+async def write_outcomes(
+    services: PassServices, runtime: ProviderRuntime, batch: Sequence[Any], outcomes: Sequence[Outcome]
+) -> BatchPlan:
+    """Plan and write the outcomes of a leased batch (a pass's, or a listing
+    page's: ``page_refresh``); the plan, its counts corrected for the users
+    whose write PostgreSQL refused. Its deletions are the caller's to guard."""
+    store = services.store
+    plan = await plan_outcomes(store, runtime, services.sync, outcomes)
+    if plan.rehash:
+        await store.rehash(runtime.name, plan.rehash)
+    counts = plan.counts
+    targets = {target["user_id"]: target for target in batch}
+    refused = await services.writer.write(runtime, plan.changes, plan.targets, targets)
+    for counted in refused.values():
+        if counted != "failed":  # a failure already counted stays one
+            counts[counted] -= 1
+            counts["failed"] += 1
+    if plan.came_back:
+        # users that answer again after 404s: a held or rejected deletion is moot
+        await store.clear_pending_deletions(runtime.name, plan.came_back)
+    return plan
+
+
 @dataclass
 class PassServices:
     """What a pass works with, shared by every pass of an engine."""
@@ -158,24 +181,11 @@ class SyncPass:
 
     async def _process(self, batch: Sequence[Any]) -> AuthError | None:
         """Fetch, plan and write one leased batch; returns an auth failure, if any."""
-        runtime = self.runtime
-        outcomes = await fetch_batch(runtime, batch)
-        plan = await plan_outcomes(self.store, runtime, self.services.sync, outcomes)
-        if plan.rehash:
-            await self.store.rehash(runtime.name, plan.rehash)
+        outcomes = await fetch_batch(self.runtime, batch)
+        plan = await write_outcomes(self.services, self.runtime, batch, outcomes)
         self.confirmed_deletions.extend(user_id for _, user_id in plan.deletions)
-        counts = plan.counts
-        targets = {target["user_id"]: target for target in batch}
-        refused = await self.services.writer.write(runtime, plan.changes, plan.targets, targets)
-        for counted in refused.values():
-            if counted != "failed":  # a failure already counted stays one
-                counts[counted] -= 1
-                counts["failed"] += 1
         # counted once written: a batch whose write failed wrote nothing
-        self.report.add(counts)
-        if plan.came_back:
-            # users that answer again after 404s: a held or rejected deletion is moot
-            await self.store.clear_pending_deletions(runtime.name, plan.came_back)
+        self.report.add(plan.counts)
         if self.progress is not None:
             self.progress(len(batch))
         refusals = [o.error for o in outcomes if isinstance(o.error, AuthError)]
