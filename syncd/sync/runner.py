@@ -225,7 +225,7 @@ class SyncPass:
                 pass
         if report.status == RunStatus.OK:
             metrics.LAST_SUCCESS.labels(report.provider).set_to_current_time()
-        report.read_mode = runtime.reads.name
+        report.read_mode = runtime.reads.name + ("+feed" if runtime.config.refresh == "feed" else "")
         report.requests = sum(runtime.client.sent.values()) - self.sent_before
         try:
             if report.run_id is not None:
