@@ -14,7 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+import structlog
+
 from syncd.config import Config
+from syncd.configbase import ProviderBase
 from syncd.discovery.run import Discoverer, DiscoveryReport, DiscoverySettings
 from syncd.http import RetryPolicy
 from syncd.model.events import EVENT_NAMESPACE, event_id
@@ -30,6 +33,8 @@ from syncd.sync.runner import PassServices, SyncPass
 from syncd.sync.runtime import ProviderRuntime, open_runtime
 from syncd.sync.writer import BatchWriter
 
+log = structlog.get_logger("syncd.engine")
+
 #: connecting the LISTEN connection again after it went: 0.5 s, doubling up to
 #: 15 s (full jitter, so that replicas don't all come back at once)
 LISTEN_RETRY = RetryPolicy(backoff_base=0.5, backoff_cap=15.0)
@@ -37,6 +42,23 @@ LISTEN_RETRY = RetryPolicy(backoff_base=0.5, backoff_cap=15.0)
 
 #: when the next listing is due after `syncd discover` of a provider without ``discover``
 DEFAULT_DISCOVER_INTERVAL = 3600.0
+
+
+async def reschedule(store: Store, provider: ProviderBase) -> int:
+    """Bring in targets due later than ``interval`` (``deleted_recheck`` for
+    deleted users) allows: a lowered interval holds from the start."""
+    moved = await store.cap_schedules(
+        provider.name, interval=provider.interval, deleted_recheck=provider.deleted_recheck
+    )
+    if moved:
+        log.info(
+            "targets.rescheduled",
+            provider=provider.name,
+            targets=moved,
+            interval=provider.interval,
+            deleted_recheck=provider.deleted_recheck,
+        )
+    return moved
 
 
 def default_replica() -> str:
@@ -133,10 +155,13 @@ class Engine:
         return self.runtimes[name]
 
     async def register_config_targets(self) -> None:
-        """A provider's ``user_ids`` from the config are always targets."""
+        """A provider's ``user_ids`` from the config are always targets; and
+        targets scheduled later than the configured cadence allows (the
+        interval was lowered since) are brought in."""
         for provider in self.config.providers:
             if provider.user_ids:
                 await self.store.add_targets(provider.name, provider.user_ids)
+            await reschedule(self.store, provider)
 
     # -- entry points ------------------------------------------------------------------
     async def sync(

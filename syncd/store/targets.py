@@ -93,9 +93,24 @@ class Targets(Database):
         await self._execute("release_leases", owner, provider)
 
     async def set_target_status(
-        self, provider: str, user_ids: Sequence[str], status: str, error: str | None
+        self,
+        provider: str,
+        user_ids: Sequence[str],
+        status: str,
+        error: str | None,
+        *,
+        next_in: float | None = None,
     ) -> None:
-        await self._execute("set_target_status", provider, list(user_ids), status, error)
+        """Note a status on these targets; ``next_in``: due again in about that many seconds."""
+        await self._execute("set_target_status", provider, list(user_ids), status, error, next_in)
+
+    async def cap_schedules(self, provider: str, *, interval: float, deleted_recheck: float) -> int:
+        """Targets scheduled later than their cadence allows, brought in; how many."""
+        return await self._count("cap_schedules", provider, interval, deleted_recheck)
+
+    async def forget_deleted(self, provider: str, older_than: float) -> list[str]:
+        """Drop the targets of users deleted more than ``older_than`` seconds ago."""
+        return [r["user_id"] for r in await self._fetch("forget_deleted", provider, older_than)]
 
     async def leased_elsewhere(
         self, provider: str, owner: str, only: Sequence[str] | None = None

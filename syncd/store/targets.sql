@@ -96,8 +96,11 @@ ORDER BY provider, user_id
 LIMIT $2;
 
 -- name: set_target_status
--- $1 provider, $2 user ids, $3 status, $4 error
-UPDATE syncd.targets SET last_status = $3, last_error = $4
+-- $1 provider, $2 user ids, $3 status, $4 error, $5 seconds until the next sync
+-- (±10 %; NULL = as scheduled)
+UPDATE syncd.targets SET last_status = $3, last_error = $4,
+    next_sync_at = CASE WHEN $5::float8 IS NULL THEN next_sync_at
+                        ELSE now() + make_interval(secs => $5::float8 * (0.9 + 0.2 * random())) END
 WHERE provider = $1 AND user_id = ANY($2::text[]);
 
 -- name: peek_due
@@ -190,3 +193,35 @@ LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;
 -- that left them to their scheduled read).
 UPDATE syncd.targets SET leased_by = NULL, lease_expires_at = NULL
 WHERE provider = $1 AND leased_by = $2 AND user_id = ANY($3::text[]);
+
+-- name: cap_schedules
+-- $1 provider, $2 interval (seconds), $3 deleted_recheck (seconds)
+-- Bring in targets scheduled later than the configured cadence allows (the
+-- interval was lowered, or deleted_recheck): each is due again within that
+-- cadence, spread over it so a lowered interval starts no thundering herd.
+-- A deleted user's cadence is deleted_recheck; anyone else's, the interval.
+-- The first condition keeps it an index range scan of the far future.
+WITH late AS (
+    SELECT t.user_id,
+           CASE WHEN u.deleted_at IS NOT NULL THEN $3::float8 ELSE $2::float8 END AS cadence
+    FROM syncd.targets t
+    LEFT JOIN syncd.users u ON u.provider = t.provider AND u.user_id = t.user_id
+    WHERE t.provider = $1
+      AND t.next_sync_at > now() + make_interval(secs => 1.1 * least($2::float8, $3::float8))
+      AND (t.lease_expires_at IS NULL OR t.lease_expires_at < now())
+)
+UPDATE syncd.targets t SET next_sync_at = now() + make_interval(secs => l.cadence * random())
+FROM late l
+WHERE t.provider = $1 AND t.user_id = l.user_id
+  AND t.next_sync_at > now() + make_interval(secs => 1.1 * l.cadence);
+
+-- name: forget_deleted
+-- $1 provider, $2 seconds
+-- Stop syncing users deleted longer ago than this: their targets go (the
+-- mirror row stays, deleted; a listing that names them again enrols them).
+DELETE FROM syncd.targets t
+USING syncd.users u
+WHERE t.provider = $1 AND u.provider = $1 AND u.user_id = t.user_id
+  AND u.deleted_at < now() - make_interval(secs => $2::float8)
+  AND (t.lease_expires_at IS NULL OR t.lease_expires_at < now())
+RETURNING t.user_id;

@@ -104,6 +104,7 @@ class SyncPass:
         """Sync every due target (or only ``only``) until none is due."""
         report = self.report
         await self._abandon_dead_runs()
+        await self._forget_long_deleted()
         report.run_id = await self.store.start_run(
             self.runtime.name, report.trigger, self.services.replica, self.services.sync.lease
         )
@@ -155,6 +156,21 @@ class SyncPass:
                 replica=gone["replica"],
                 started_at=gone["started_at"].isoformat(),
                 last_heartbeat=gone["heartbeat_at"].isoformat(),
+            )
+
+    async def _forget_long_deleted(self) -> None:
+        """Users deleted more than ``forget_deleted_after`` ago stop being
+        targets (the mirror keeps their deleted row)."""
+        after = self.runtime.config.forget_deleted_after
+        if after is None or self.only:
+            return
+        forgotten = await self.store.forget_deleted(self.runtime.name, after)
+        if forgotten:
+            self.log.info(
+                "targets.forgotten",
+                targets=len(forgotten),
+                forget_deleted_after=after,
+                sample=forgotten[:5],
             )
 
     async def _renew_leases(self) -> None:
