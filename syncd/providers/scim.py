@@ -176,6 +176,11 @@ class ScimUsers:
     def check_answer(self, request: Request, doc: Any) -> str:
         return scim_list_answer(request, doc, self.normalize)
 
+    def check_fallback_request(self) -> Request:
+        """The list with no paging parameters, for a server that chokes on
+        ``?startIndex=1&count=1`` (one real server answers it with a 500)."""
+        return Request("GET", self.users_url, kind="check")
+
     def list_settings_request(self) -> Request:
         """RFC 7643 §5: whether the server supports ``filter``, and its cap."""
         return Request("GET", self.users_url.parent / "ServiceProviderConfig", kind="settings")
