@@ -16,6 +16,7 @@ from datetime import datetime
 
 import structlog
 
+from syncd import metrics
 from syncd.config import Config
 from syncd.configbase import ProviderBase
 from syncd.discovery.run import Discoverer, DiscoveryReport, DiscoverySettings
@@ -106,6 +107,7 @@ class Engine:
         for provider in self.config.providers:
             runtime = open_runtime(provider)
             runtime.gate.on_pause = share_pause(self.store, provider.name)
+            metrics.PROVIDER_INTERVAL.labels(provider.name).set(provider.interval)
             self.runtimes[provider.name] = runtime
         if self._notifications is not None:
             await self._notifications.start()

@@ -228,6 +228,7 @@ class SyncPass:
                 self.report.status = RunStatus.FAILED
                 self.report.error = f"credentials rejected: {auth_failure}"
                 self.log.error("provider.auth_failed", error=str(auth_failure))
+                metrics.CREDENTIALS_REJECTED.labels(self.runtime.name).set(1)
                 stop = True
         return stop
 
@@ -241,6 +242,7 @@ class SyncPass:
                 pass
         if report.status == RunStatus.OK:
             metrics.LAST_SUCCESS.labels(report.provider).set_to_current_time()
+            metrics.CREDENTIALS_REJECTED.labels(report.provider).set(0)
         report.read_mode = runtime.reads.name + ("+feed" if runtime.config.refresh == "feed" else "")
         report.requests = sum(runtime.client.sent.values()) - self.sent_before
         try:
