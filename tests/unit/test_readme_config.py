@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from syncd import config as config_mod
-from syncd.config import Config, DaemonConfig, DatabaseConfig, LoggingConfig, SyncConfig
+from syncd.config import Config, DaemonConfig, DatabaseConfig, LoggingConfig, OutboxConfig, SyncConfig
 from syncd.configbase import ProviderBase
 from syncd.providers import REGISTRY
 
@@ -24,9 +24,10 @@ TABLES: dict[str, type[BaseModel]] = {
     "sync": SyncConfig,
     "daemon": DaemonConfig,
     "logging": LoggingConfig,
+    "outbox": OutboxConfig,
 }
 #: Config's keys that are tables, or not configuration
-NOT_KEYS = {"database", "sync", "daemon", "logging", "providers", "source"}
+NOT_KEYS = {"database", "sync", "daemon", "logging", "outbox", "providers", "source"}
 KEY_LINE = re.compile(r"^(?:#\s*)?([a-z_]+)\s*=\s*")
 
 
