@@ -77,6 +77,18 @@ class LoggingConfig(Model):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class OutboxConfig(Durations):
+    """Retention the daemon applies itself (no cron job needed)."""
+
+    _duration_fields = ("retention",)
+    #: delete events older than this (and finished sync runs); None: keep all
+    retention: Annotated[float, Field(gt=0)] | None = None
+    #: how consumers read the outbox: "claim" (they mark rows processed: only
+    #: processed events are pruned) or "stream" (Debezium or another logical
+    #: replication reader, which marks none: events are pruned by age alone)
+    consumer: Literal["claim", "stream"] = "claim"
+
+
 if TYPE_CHECKING:
     ProviderConfig = ProviderBase
 else:
@@ -92,6 +104,7 @@ class Config(Model):
     sync: SyncConfig = SyncConfig()
     daemon: DaemonConfig = DaemonConfig()
     logging: LoggingConfig = LoggingConfig()
+    outbox: OutboxConfig = OutboxConfig()
     state_dir: str = ".syncd"
     providers: tuple[ProviderConfig, ...] = ()
 
@@ -121,6 +134,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "sync": SyncConfig,
     "daemon": DaemonConfig,
     "logging": LoggingConfig,
+    "outbox": OutboxConfig,
 }
 #: short aliases operators expect
 _ENV_ALIASES = {"SYNCD_LISTEN": ("daemon", "listen"), "SYNCD_REPLICA": ("daemon", "replica")}

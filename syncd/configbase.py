@@ -74,12 +74,18 @@ class ProviderBase(Durations):
         "discover",
         "feed_interval",
         "feed_overlap",
+        "deleted_recheck",
+        "forget_deleted_after",
     )
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     base_url: str
     token_env: str | None = None
     token_file: str | None = None
     interval: Seconds = 900.0
+    #: how often a deleted user is asked for again (it may come back)
+    deleted_recheck: Annotated[float, Field(gt=0)] = 86400.0
+    #: a user deleted this long ago stops being a target (None: never)
+    forget_deleted_after: Annotated[float, Field(gt=0)] | None = 30 * 86400.0
     concurrency: int = Field(default=defaults.CONCURRENCY, ge=1, le=1024)
     #: client-side budget of requests per second (token bucket); None = unlimited
     max_rps: float | None = Field(default=defaults.MAX_RPS, gt=0)

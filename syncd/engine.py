@@ -11,9 +11,14 @@ import os
 import random
 import socket
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
+import structlog
+
+from syncd import metrics
 from syncd.config import Config
+from syncd.configbase import ProviderBase
 from syncd.discovery.run import Discoverer, DiscoveryReport, DiscoverySettings
 from syncd.http import RetryPolicy
 from syncd.model.events import EVENT_NAMESPACE, event_id
@@ -22,11 +27,14 @@ from syncd.store.listener import Notifications, Subscription
 from syncd.sync.deletions import DeletionGuard
 from syncd.sync.dry_run import dry_run
 from syncd.sync.feed import FeedReport, walk_feed
+from syncd.sync.page_refresh import PageRefresh, refreshes_from_pages
 from syncd.sync.pauses import PeerPauses, share_pause
 from syncd.sync.report import PassReport
 from syncd.sync.runner import PassServices, SyncPass
 from syncd.sync.runtime import ProviderRuntime, open_runtime
 from syncd.sync.writer import BatchWriter
+
+log = structlog.get_logger("syncd.engine")
 
 #: connecting the LISTEN connection again after it went: 0.5 s, doubling up to
 #: 15 s (full jitter, so that replicas don't all come back at once)
@@ -35,6 +43,23 @@ LISTEN_RETRY = RetryPolicy(backoff_base=0.5, backoff_cap=15.0)
 
 #: when the next listing is due after `syncd discover` of a provider without ``discover``
 DEFAULT_DISCOVER_INTERVAL = 3600.0
+
+
+async def reschedule(store: Store, provider: ProviderBase) -> int:
+    """Bring in targets due later than ``interval`` (``deleted_recheck`` for
+    deleted users) allows: a lowered interval holds from the start."""
+    moved = await store.cap_schedules(
+        provider.name, interval=provider.interval, deleted_recheck=provider.deleted_recheck
+    )
+    if moved:
+        log.info(
+            "targets.rescheduled",
+            provider=provider.name,
+            targets=moved,
+            interval=provider.interval,
+            deleted_recheck=provider.deleted_recheck,
+        )
+    return moved
 
 
 def default_replica() -> str:
@@ -64,6 +89,13 @@ class Engine:
             deletions=DeletionGuard(store, self.replica, sync),
             writer=BatchWriter(store, self.replica, sync),
         )
+        # a listing's page refresh leases under a name of its own: a pass of
+        # this replica releasing its leases at its end must not release the
+        # users a page is writing (nor the page a pass's)
+        listing = f"{self.replica}/listing"
+        self.listing_services = replace(
+            self.services, replica=listing, writer=BatchWriter(store, listing, sync)
+        )
         self._notifications: Notifications | None = None
         if listen:
             self._notifications = Notifications(store, backoff=LISTEN_RETRY.backoff)
@@ -75,6 +107,7 @@ class Engine:
         for provider in self.config.providers:
             runtime = open_runtime(provider)
             runtime.gate.on_pause = share_pause(self.store, provider.name)
+            metrics.PROVIDER_INTERVAL.labels(provider.name).set(provider.interval)
             self.runtimes[provider.name] = runtime
         if self._notifications is not None:
             await self._notifications.start()
@@ -124,10 +157,13 @@ class Engine:
         return self.runtimes[name]
 
     async def register_config_targets(self) -> None:
-        """A provider's ``user_ids`` from the config are always targets."""
+        """A provider's ``user_ids`` from the config are always targets; and
+        targets scheduled later than the configured cadence allows (the
+        interval was lowered since) are brought in."""
         for provider in self.config.providers:
             if provider.user_ids:
                 await self.store.add_targets(provider.name, provider.user_ids)
+            await reschedule(self.store, provider)
 
     # -- entry points ------------------------------------------------------------------
     async def sync(
@@ -181,7 +217,8 @@ class Engine:
             # renewed every third of it while listing: a killed replica's lease soon expires
             lease_seconds=max(self.config.sync.lease, 60.0),
         )
-        return Discoverer(self.store, settings, runtime.connection.list_pages, self.replica)
+        on_page = PageRefresh(self.listing_services, runtime) if refreshes_from_pages(runtime) else None
+        return Discoverer(self.store, settings, runtime.connection.list_pages, self.replica, on_page=on_page)
 
     async def decide_held_deletions(
         self, provider: str, user_ids: Sequence[str], *, approve: bool

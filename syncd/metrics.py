@@ -48,3 +48,25 @@ BATCH_READS = Gauge(
     "1 while the provider's users are read in batches, 0 when read one by one",
     ["provider"],
 )
+PAGE_REFRESHED = Counter(
+    "syncd_page_refreshed_users_total",
+    "Targets refreshed from a discovery listing's pages (no request of their own)",
+    ["provider"],
+)
+OUTBOX_UNPROCESSED = Gauge(
+    "syncd_outbox_unprocessed",
+    "Outbox events from the oldest one not marked processed to the newest (claim consumers;"
+    " a stream consumer such as Debezium marks none)",
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    "syncd_outbox_oldest_unprocessed_age_seconds",
+    "Age of the oldest outbox event not marked processed (0 when none is)",
+)
+PROVIDER_INTERVAL = Gauge(
+    "syncd_provider_interval_seconds", "The provider's configured refresh interval", ["provider"]
+)
+CREDENTIALS_REJECTED = Gauge(
+    "syncd_credentials_rejected",
+    "1 while the provider refuses syncd's credentials (the last pass stopped on it)",
+    ["provider"],
+)

@@ -15,6 +15,7 @@ from syncd.cli import (
     deletions,
     demo,
     discover,
+    export,
     migrate,
     outbox,
     pause,
@@ -30,7 +31,7 @@ from syncd.process import tune_gc
 
 #: the command groups, in the order `syncd --help` lists them; each adds its
 #: subcommand's parser and sets its handler
-GROUPS = (migrate, run, resync, discover, targets, status, check, demo, deletions, pause, outbox)
+GROUPS = (migrate, run, resync, discover, targets, status, check, demo, deletions, pause, outbox, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

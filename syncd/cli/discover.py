@@ -17,7 +17,7 @@ from syncd.cli.output import fmt_time, print_table
 from syncd.config import Config
 from syncd.discovery.run import DiscoveryReport
 
-COLUMNS = ("PROVIDER", "VERDICT", "LISTED", "NEW", "MISSING", "UNCHANGED", "REASON")
+COLUMNS = ("PROVIDER", "VERDICT", "LISTED", "NEW", "MISSING", "UNCHANGED", "REFRESHED", "CHANGED", "REASON")
 
 
 def add_parser(add: AddCommand) -> None:
@@ -69,7 +69,11 @@ def print_reports(reports: Sequence[DiscoveryReport], *, dry_run: bool) -> None:
                 file=sys.stderr,
             )
         elif not r.ok:
-            print(f"{r.provider}: listing {r.verdict}, nothing changed: {r.reason}", file=sys.stderr)
+            refreshed = f" (its pages refreshed {r.refreshed} targets)" if r.refreshed else ""
+            print(
+                f"{r.provider}: listing {r.verdict}, no one enrolled or made due{refreshed}: {r.reason}",
+                file=sys.stderr,
+            )
 
 
 def _row(r: DiscoveryReport) -> tuple[object, ...]:
@@ -81,5 +85,9 @@ def _row(r: DiscoveryReport) -> tuple[object, ...]:
         r.new if complete else "-",
         r.missing if complete else "-",
         r.unchanged if complete else "-",
+        # the pages' documents refreshed these targets, even when the
+        # listing as a whole was refused
+        r.refreshed,
+        r.changed,
         (r.reason or "")[:80],
     )

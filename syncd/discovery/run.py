@@ -20,6 +20,7 @@ from syncd import metrics
 from syncd.discovery.listing import Listing, ListingIncomplete, Page, Verdict
 from syncd.discovery.reconcile import Reconciliation, reconcile
 from syncd.errors import StoreUnavailable, SyncdError
+from syncd.model.listing import PageRefreshed
 from syncd.store import DiscoveryHolder, Store
 
 log = structlog.get_logger("syncd.discovery")
@@ -36,6 +37,10 @@ class DiscoveryReport:
     #: targets the listing did not name, made due for a by-id read
     missing: int = 0
     unchanged: int = 0
+    #: targets the pages' documents refreshed (no request of their own), and
+    #: of them changed; also when the listing was refused
+    refreshed: int = 0
+    changed: int = 0
     dry_run: bool = False
     #: who holds the lease, when the verdict is LEASED
     holder: DiscoveryHolder | None = None
@@ -43,6 +48,18 @@ class DiscoveryReport:
     @property
     def ok(self) -> bool:
         return self.verdict is Verdict.COMPLETE
+
+
+@dataclass(slots=True)
+class _Refreshed:
+    """What the pages of one listing refreshed so far."""
+
+    refreshed: int = 0
+    changed: int = 0
+
+    def add(self, page: PageRefreshed) -> None:
+        self.refreshed += page.refreshed
+        self.changed += page.changed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +75,11 @@ class DiscoverySettings:
     retry_in: float = 300.0
 
 
+#: given each page a listing accepted (not in a dry run): refreshes the
+#: targets it lists from its documents (``syncd.sync.page_refresh``)
+OnPage = Callable[[Page], Awaitable[PageRefreshed]]
+
+
 @dataclass
 class Discoverer:
     """Runs one listing for the provider in ``settings``. ``pages`` opens a
@@ -68,6 +90,7 @@ class Discoverer:
     pages: Callable[[], AsyncIterator[Page]]
     owner: str
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    on_page: OnPage | None = None
 
     async def run(self, *, dry_run: bool = False) -> DiscoveryReport:
         """List now (`syncd discover`): the report, LEASED when another
@@ -94,26 +117,31 @@ class Discoverer:
         )
 
     async def _list(self, *, dry_run: bool) -> DiscoveryReport:
-        listing = Listing()
+        listing, refreshed = Listing(), _Refreshed()
         try:
-            ids = await self._walk(listing, leased=not dry_run)
+            ids = await self._walk(listing, refreshed if not dry_run else None)
         except ListingIncomplete as exc:
-            return await self._refused(Verdict.INCOMPLETE, exc.reason, listing, dry_run)
+            report = await self._refused(Verdict.INCOMPLETE, exc.reason, listing, dry_run, refreshed)
         except SyncdError as exc:
-            return await self._refused(Verdict.FAILED, str(exc), listing, dry_run)
+            report = await self._refused(Verdict.FAILED, str(exc), listing, dry_run, refreshed)
         except asyncio.CancelledError:
             if not dry_run:
                 await self._release_shielded(listing)
             raise
-        return await self._reconciled(ids, dry_run)
+        else:
+            report = await self._reconciled(ids, dry_run, refreshed)
+        return self._finish(report)
 
-    async def _walk(self, listing: Listing, *, leased: bool) -> list[str]:
-        """Every page into ``listing``, while a heartbeat keeps the lease (a
-        page may wait out a long Retry-After); a lost lease ends the walk."""
-        if not leased:
-            return await self._read_pages(listing)
+    async def _walk(self, listing: Listing, refreshed: _Refreshed | None) -> list[str]:
+        """Every page into ``listing`` (and, unless a dry run, refreshing the
+        targets it lists), while a heartbeat keeps the lease (a page may wait
+        out a long Retry-After); a lost lease ends the walk."""
+        if refreshed is None:
+            return await self._read_pages(listing, None)
         heartbeat = asyncio.create_task(self._keep_lease(), name=f"discovery-lease:{self.settings.provider}")
-        walk = asyncio.create_task(self._read_pages(listing), name=f"discovery:{self.settings.provider}")
+        walk = asyncio.create_task(
+            self._read_pages(listing, refreshed), name=f"discovery:{self.settings.provider}"
+        )
         try:
             await asyncio.wait({heartbeat, walk}, return_when=asyncio.FIRST_COMPLETED)
             if not walk.done():
@@ -124,9 +152,11 @@ class Discoverer:
                 task.cancel()
             await asyncio.gather(heartbeat, walk, return_exceptions=True)
 
-    async def _read_pages(self, listing: Listing) -> list[str]:
+    async def _read_pages(self, listing: Listing, refreshed: _Refreshed | None) -> list[str]:
         async for page in self.pages():
-            listing.add(page)
+            listing.add(page)  # a page that breaks the listing refreshes no one either
+            if refreshed is not None and self.on_page is not None:
+                refreshed.add(await self.on_page(page))
         return listing.finish()
 
     async def _keep_lease(self) -> None:
@@ -142,18 +172,26 @@ class Discoverer:
             if not renewed:
                 raise SyncdError("the discovery lease was lost (it expired and another replica took it over)")
 
-    async def _reconciled(self, ids: list[str], dry_run: bool) -> DiscoveryReport:
+    async def _reconciled(self, ids: list[str], dry_run: bool, refreshed: _Refreshed) -> DiscoveryReport:
         name = self.settings.provider
         if not ids and not self.settings.allow_empty:
             live = (await self.store.mirror_counts(name, window=0)).live
             if live:
                 reason = f"the listing is empty but the mirror holds {live} users (use --allow-empty)"
-                return await self._refused(Verdict.EMPTY, reason, Listing(), dry_run)
+                return await self._refused(Verdict.EMPTY, reason, Listing(), dry_run, refreshed)
         plan = reconcile(ids, await self.store.target_sources(name), scoped=self.settings.scoped)
         if not dry_run and not await self._apply(plan, len(ids)):
             # taken over after it expired: the other replica's listing counts
-            reason = "the discovery lease was lost before the listing was applied; nothing was written"
-            return self._finish(DiscoveryReport(provider=name, verdict=Verdict.FAILED, reason=reason))
+            reason = (
+                "the discovery lease was lost before the listing was applied; no one was enrolled or made due"
+            )
+            return DiscoveryReport(
+                provider=name,
+                verdict=Verdict.FAILED,
+                reason=reason,
+                refreshed=refreshed.refreshed,
+                changed=refreshed.changed,
+            )
         report = DiscoveryReport(
             provider=name,
             verdict=Verdict.COMPLETE,
@@ -162,11 +200,13 @@ class Discoverer:
             missing=len(plan.missing),
             unchanged=plan.unchanged,
             dry_run=dry_run,
+            refreshed=refreshed.refreshed,
+            changed=refreshed.changed,
         )
         if not dry_run:
             metrics.DISCOVERED.labels(name).set(len(ids))
             metrics.DISCOVERY_LAST_SUCCESS.labels(name).set(time.time())
-        return self._finish(report)
+        return report
 
     async def _apply(self, plan: Reconciliation, listed: int) -> bool:
         applied = await self.store.apply_discovery(
@@ -181,9 +221,10 @@ class Discoverer:
         return applied is not None
 
     async def _refused(
-        self, verdict: Verdict, reason: str, listing: Listing, dry_run: bool
+        self, verdict: Verdict, reason: str, listing: Listing, dry_run: bool, refreshed: _Refreshed
     ) -> DiscoveryReport:
-        """A listing that changes nothing: recorded, and its lease released."""
+        """A listing that enrols no one and makes no one due: recorded, and
+        its lease released (the users its pages refreshed stay refreshed)."""
         name = self.settings.provider
         if not dry_run:
             await self.store.fail_discovery(
@@ -194,10 +235,15 @@ class Discoverer:
                 listed=len(listing.ids),
                 next_in=min(self.settings.retry_in, self.settings.interval),
             )
-        report = DiscoveryReport(
-            provider=name, verdict=verdict, reason=reason, listed=len(listing.ids), dry_run=dry_run
+        return DiscoveryReport(
+            provider=name,
+            verdict=verdict,
+            reason=reason,
+            listed=len(listing.ids),
+            dry_run=dry_run,
+            refreshed=refreshed.refreshed,
+            changed=refreshed.changed,
         )
-        return self._finish(report)
 
     async def _release_shielded(self, listing: Listing) -> None:
         """Interrupted (SIGTERM): record it and free the lease, within a few
@@ -225,6 +271,8 @@ class Discoverer:
             "new": report.new,
             "missing": report.missing,
             "unchanged": report.unchanged,
+            "refreshed": report.refreshed,
+            "changed": report.changed,
             "dry_run": report.dry_run,
         }
         if report.ok:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from syncd.errors import SyncdError
 
@@ -34,6 +35,21 @@ class Page:
     total: int | None = None
     #: the cursor of the next page; None when this is the last page
     next: Cursor = None
+    #: each listed user's document, in the order of ``ids``, as the by-id read
+    #: gives it (ZITADEL v2, SCIM): the page refreshes them too
+    #: (``syncd.sync.page_refresh``); empty where the listing's shape is not
+    #: the by-id read's (Fortanix, Wacht)
+    documents: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PageRefreshed:
+    """What refreshing the listed targets of one page did."""
+
+    #: targets whose mirror the page's documents brought up to date
+    refreshed: int = 0
+    #: of them, changed (an event each)
+    changed: int = 0
 
 
 @dataclass(frozen=True, slots=True)

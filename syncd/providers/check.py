@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from yarl import URL
 
 from syncd.errors import AuthError, NotFound, ProviderError, RateLimited
 from syncd.http import ProviderClient, Request
 from syncd.providers.documents import SCIM_LIST, as_count, describe, has_schema
+
+log = structlog.get_logger("syncd.check")
 
 if TYPE_CHECKING:
     from syncd.model.identity import Identity
@@ -56,8 +59,45 @@ async def check(adapter: Adapter, client: ProviderClient) -> str:
     except ProviderError as exc:
         if token_url is not None:
             raise CheckFailed(token_url, exc, method="POST") from exc
-        raise CheckFailed(request.url, exc, method=request.method) from exc
+        fallback = _fallback(adapter, exc)
+        if fallback is None:
+            raise CheckFailed(request.url, exc, method=request.method) from exc
+        log.warning(
+            "check.probe_refused",
+            provider=client.provider,
+            url=str(request.url),
+            status=exc.status,
+            error=str(exc),
+            next=str(fallback.url),
+        )
+        return await _probe_again(adapter, client, fallback, request, exc)
     return adapter.check_answer(request, doc)
+
+
+#: a check probe answered with one of these may have choked on its paging
+#: parameters (one real SCIM server answers ``?count=1`` with a 500): the
+#: adapter's other probe is tried before the check fails
+CHOKED = frozenset({400, 500, 501})
+
+
+def _fallback(adapter: Adapter, exc: ProviderError) -> Request | None:
+    if isinstance(exc, AuthError | NotFound | RateLimited) or exc.status not in CHOKED:
+        return None
+    other = getattr(adapter, "check_fallback_request", None)
+    return other() if callable(other) else None
+
+
+async def _probe_again(
+    adapter: Adapter, client: ProviderClient, fallback: Request, first: Request, exc: ProviderError
+) -> str:
+    try:
+        doc = client.document(await client.send(fallback))
+    except ProviderError as again:  # named as it is (a refused token stays one)
+        raise CheckFailed(fallback.url, again, method=fallback.method) from again
+    read = adapter.check_answer(fallback, doc)
+    return (
+        f"{read}; {first.method} {first.url} answered {exc.status} (the server refuses its paging parameters)"
+    )
 
 
 async def _token_for_check(client: ProviderClient) -> str | None:

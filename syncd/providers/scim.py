@@ -176,6 +176,11 @@ class ScimUsers:
     def check_answer(self, request: Request, doc: Any) -> str:
         return scim_list_answer(request, doc, self.normalize)
 
+    def check_fallback_request(self) -> Request:
+        """The list with no paging parameters, for a server that chokes on
+        ``?startIndex=1&count=1`` (one real server answers it with a 500)."""
+        return Request("GET", self.users_url, kind="check")
+
     def list_settings_request(self) -> Request:
         """RFC 7643 §5: whether the server supports ``filter``, and its cap."""
         return Request("GET", self.users_url.parent / "ServiceProviderConfig", kind="settings")
@@ -203,8 +208,12 @@ class ScimUsers:
             params["filter"] = self.config.discover_filter
         return Request("GET", self.users_url, params=params, kind="list")
 
+    #: the listing's resources are the by-id read's representation (RFC 7644
+    #: §3.4.2): its pages refresh the users they list
+    lists_documents: bool = True
+
     def list_page(self, doc: Any, cursor: Cursor, settings: ListSettings) -> Page:
-        return scim_list_page(doc, int(cursor or 1))
+        return scim_list_page(doc, int(cursor or 1), documents=self.lists_documents)
 
     def batch_limit(self, settings: Any) -> int:
         """``id eq … or …`` needs ``filter.supported``; at most its
@@ -254,10 +263,11 @@ def scim_resources(doc: dict[str, Any]) -> list[Any]:
     return resources
 
 
-def scim_list_page(doc: Any, start: int) -> Page:
+def scim_list_page(doc: Any, start: int, *, documents: bool = False) -> Page:
     """A ListResponse (RFC 7644 §3.4.2): ``totalResults`` is required (without
     it a silently capped page would end the listing early), every resource
-    needs its ``id``."""
+    needs its ``id``. ``documents``: keep the resources (as the by-id read
+    gives them) for the page's refresh."""
     doc = document(doc)
     resources = scim_resources(doc)
     total = as_count(doc.get("totalResults"))
@@ -277,6 +287,7 @@ def scim_list_page(doc: Any, start: int) -> Page:
         echoed=echoed if echoed >= 0 else None,
         total=total,
         next=start + len(ids) if ids and listed_to < total else None,
+        documents=tuple(resources) if documents else (),
     )
 
 

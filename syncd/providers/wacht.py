@@ -122,6 +122,9 @@ class WachtAdapter(ScimUsers):
     are numeric, so a made-up id would prove nothing but a 400)."""
 
     normalize = staticmethod(normalize)
+    #: whether its listing's resources are its by-id shape is unknown: the
+    #: listing only discovers, each user is read by id
+    lists_documents = False
 
     def __init__(self, config: WachtConfig) -> None:
         users = config_url(config.base_url, "scim", "v2", config.connection_id, "Users", key="connection_id")

@@ -241,10 +241,7 @@ class ZitadelAdapter:
     def batch_answer(self, doc: Any) -> list[Any]:
         """Each ``result`` user as GetUserByID answers it: ``{"details", "user"}``
         (the by-id answer's top-level details are the user's own)."""
-        return [
-            {"details": obj(u, "details"), "user": u} if isinstance(u, dict) else u
-            for u in list_users_result(document(doc))
-        ]
+        return by_id_documents(list_users_result(document(doc)))
 
     def search_request(self, by: SearchBy, value: str) -> Request:
         """ListUsers with one ``userNameQuery`` or ``emailQuery``, ignoring case."""
@@ -274,6 +271,13 @@ def list_users_result(doc: dict[str, Any]) -> list[Any]:
     return result
 
 
+def by_id_documents(users: list[Any]) -> list[Any]:
+    """ListUsers' users as GetUserByID answers each: ``{"details", "user"}``
+    (the by-id answer's top-level details are the user's own), so a user's
+    hash is the same whichever request read it."""
+    return [{"details": obj(u, "details"), "user": u} if isinstance(u, dict) else u for u in users]
+
+
 def list_users_page(doc: Any, offset: int) -> Page:
     """``{"details": {"totalResult": "…"}, "result": [user, …]}``."""
     doc = document(doc)
@@ -288,7 +292,13 @@ def list_users_page(doc: Any, offset: int) -> Page:
             raise MalformedResponse(f"user {offset + n} of the listing has no userId")
         ids.append(uid)
     more = ids and offset + len(ids) < total
-    return Page(cursor=offset, ids=tuple(ids), total=total, next=offset + len(ids) if more else None)
+    return Page(
+        cursor=offset,
+        ids=tuple(ids),
+        total=total,
+        next=offset + len(ids) if more else None,
+        documents=tuple(by_id_documents(result)),
+    )
 
 
 PROVIDER = ProviderType(

@@ -37,6 +37,7 @@ from syncd.service.admin import Admin
 from syncd.service.backoff import Backoff
 from syncd.service.health import Health
 from syncd.service.notify import sd_notify, watchdog
+from syncd.service.retention import apply_retention, prune_every
 from syncd.store import Store
 from syncd.store.listener import Notifications, Subscription
 
@@ -276,7 +277,28 @@ class Daemon:
                     max_instances=1,
                     coalesce=True,
                 )
+        every = prune_every(self.cfg.outbox)
+        if every is not None:
+            self.scheduler.add_job(
+                self._retention_tick,
+                IntervalTrigger(seconds=every),
+                id="outbox:retention",
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(UTC),
+            )
         self.scheduler.start()
+
+    async def _retention_tick(self) -> None:
+        """Prune the outbox and the run records older than ``[outbox] retention``."""
+        if self.stopping.is_set() or not self.health.ready or self.engine is None:
+            return
+        try:
+            await apply_retention(self.engine.store, self.cfg.outbox)
+        except StoreUnavailable as exc:
+            self.health.db_down(exc)
+        except Exception as exc:  # a lock timeout, a bug: logged, tried again next time
+            log.error("outbox.prune_failed", error=f"{exc.__class__.__name__}: {exc}", exc_info=exc)
 
     async def _tick(self, provider: str) -> None:
         """One scheduled look at a provider: start a pass unless one runs."""

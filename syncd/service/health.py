@@ -145,3 +145,6 @@ class Health:
         for row in await store.gauges(self.providers):
             metrics.TARGETS_DUE.labels(row["provider"]).set(row["due"])
             metrics.PENDING_DELETIONS.labels(row["provider"]).set(row["held"])
+        unprocessed, age = await store.outbox_backlog()
+        metrics.OUTBOX_UNPROCESSED.set(unprocessed)
+        metrics.OUTBOX_OLDEST_AGE.set(age)

@@ -10,6 +10,7 @@ from syncd.store.batch import ChangeSet, TargetUpdates
 from syncd.store.database import CONNECTION_ERRORS, queries
 from syncd.store.deletions import Deletions, MirrorCounts
 from syncd.store.discovery import Applied, Discovery, DiscoveryHolder
+from syncd.store.export import Export, ExportPosition
 from syncd.store.feed import Feeds
 from syncd.store.listener import Listener
 from syncd.store.migrator import Migration, Migrations, migrations, migrations_dir
@@ -23,7 +24,18 @@ from syncd.store.targets import LeasedElsewhere, Targets
 
 
 class Store(
-    Migrations, Targets, Mirror, Runs, Deletions, Discovery, Feeds, Outbox, ProviderState, Status, Listener
+    Migrations,
+    Targets,
+    Mirror,
+    Runs,
+    Deletions,
+    Discovery,
+    Feeds,
+    Outbox,
+    Export,
+    ProviderState,
+    Status,
+    Listener,
 ):
     """Every table family's queries over one connection pool."""
 
@@ -35,6 +47,7 @@ __all__ = [
     "Applied",
     "ChangeSet",
     "DiscoveryHolder",
+    "ExportPosition",
     "LeasedElsewhere",
     "Migration",
     "MirrorCounts",

@@ -46,3 +46,14 @@ SELECT p.provider,
        (SELECT count(*) FROM syncd.pending_deletions d
         WHERE d.provider = p.provider AND d.rejected_at IS NULL) AS held
 FROM unnest($1::text[]) AS p(provider);
+
+-- name: outbox_backlog
+-- The outbox's unread end, for /metrics: the oldest unprocessed event (by
+-- seq, through the partial index: two index probes, not a count of a backlog
+-- that may be millions of rows) and the newest event.
+SELECT o.seq AS first_seq, o.created_at AS first_at, (SELECT max(seq) FROM syncd.outbox) AS last_seq,
+       extract(epoch FROM now() - o.created_at)::float8 AS age
+FROM (SELECT 1) AS one
+LEFT JOIN LATERAL (
+    SELECT seq, created_at FROM syncd.outbox WHERE processed_at IS NULL ORDER BY seq LIMIT 1
+) o ON true;

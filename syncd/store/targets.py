@@ -65,6 +65,17 @@ class Targets(Database):
         them, without leasing: the dry run's pages."""
         return await self._fetch("peek_targets", provider, _ids(only), limit, after)
 
+    async def lease_listed(
+        self, provider: str, owner: str, lease_seconds: float, user_ids: Sequence[str]
+    ) -> list[asyncpg.Record]:
+        """Lease the listed users that are targets and that no pass holds (due
+        or not), with ``lease_due``'s columns and ``mirror_updated_at``."""
+        return await self._fetch("lease_listed", provider, owner, lease_seconds, list(user_ids))
+
+    async def release_ids(self, provider: str, owner: str, user_ids: Sequence[str]) -> None:
+        """Give these leases of ours back without syncing the users."""
+        await self._execute("release_ids", provider, owner, list(user_ids))
+
     async def lease_ids(
         self, provider: str, owner: str, lease_seconds: float, user_ids: Sequence[str]
     ) -> list[str]:
@@ -82,9 +93,24 @@ class Targets(Database):
         await self._execute("release_leases", owner, provider)
 
     async def set_target_status(
-        self, provider: str, user_ids: Sequence[str], status: str, error: str | None
+        self,
+        provider: str,
+        user_ids: Sequence[str],
+        status: str,
+        error: str | None,
+        *,
+        next_in: float | None = None,
     ) -> None:
-        await self._execute("set_target_status", provider, list(user_ids), status, error)
+        """Note a status on these targets; ``next_in``: due again in about that many seconds."""
+        await self._execute("set_target_status", provider, list(user_ids), status, error, next_in)
+
+    async def cap_schedules(self, provider: str, *, interval: float, deleted_recheck: float) -> int:
+        """Targets scheduled later than their cadence allows, brought in; how many."""
+        return await self._count("cap_schedules", provider, interval, deleted_recheck)
+
+    async def forget_deleted(self, provider: str, older_than: float) -> list[str]:
+        """Drop the targets of users deleted more than ``older_than`` seconds ago."""
+        return [r["user_id"] for r in await self._fetch("forget_deleted", provider, older_than)]
 
     async def leased_elsewhere(
         self, provider: str, owner: str, only: Sequence[str] | None = None

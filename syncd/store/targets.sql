@@ -5,7 +5,8 @@
 -- name: lease_due
 -- $1 provider, $2 lease owner, $3 lease seconds, $4 batch size, $5 only these user ids (NULL = any)
 -- Lease due targets (SKIP LOCKED: replicas share the work) and return what
--- the engine needs to diff them without another round trip.
+-- the engine needs to diff them without another round trip (the mirror row's
+-- updated_at: a batch answer from a lagging listing must not take a user back).
 WITH due AS (
     SELECT t.user_id
     FROM syncd.targets t
@@ -29,7 +30,7 @@ WITH due AS (
               t.added_at, t.last_status, t.etag, t.etag_scope
 )
 SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts, l.body_hash, l.last_synced_at, l.added_at,
-       l.last_status, l.etag, l.etag_scope, u.content_hash, u.changed_at, u.deleted_at
+       l.last_status, l.etag, l.etag_scope, u.content_hash, u.changed_at, u.deleted_at, u.updated_at AS mirror_updated_at
 FROM leased l
 LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;
 
@@ -54,7 +55,7 @@ WITH ids AS (
 )
 SELECT i.user_id, i.not_found_count, i.not_found_since, i.attempts, i.body_hash,
        i.last_synced_at, i.added_at, i.last_status, i.etag, i.etag_scope,
-       u.content_hash, u.changed_at, u.deleted_at
+       u.content_hash, u.changed_at, u.deleted_at, u.updated_at AS mirror_updated_at
 FROM ids i
 LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = i.user_id
 ORDER BY i.user_id
@@ -95,8 +96,11 @@ ORDER BY provider, user_id
 LIMIT $2;
 
 -- name: set_target_status
--- $1 provider, $2 user ids, $3 status, $4 error
-UPDATE syncd.targets SET last_status = $3, last_error = $4
+-- $1 provider, $2 user ids, $3 status, $4 error, $5 seconds until the next sync
+-- (±10 %; NULL = as scheduled)
+UPDATE syncd.targets SET last_status = $3, last_error = $4,
+    next_sync_at = CASE WHEN $5::float8 IS NULL THEN next_sync_at
+                        ELSE now() + make_interval(secs => $5::float8 * (0.9 + 0.2 * random())) END
 WHERE provider = $1 AND user_id = ANY($2::text[]);
 
 -- name: peek_due
@@ -158,3 +162,67 @@ UPDATE syncd.targets SET leased_by = $2, lease_expires_at = now() + make_interva
 WHERE provider = $1 AND user_id = ANY($4::text[])
   AND (lease_expires_at IS NULL OR lease_expires_at < now())
 RETURNING user_id;
+
+-- name: lease_listed
+-- $1 provider, $2 lease owner, $3 lease seconds, $4 the user ids a listing page named
+-- Lease the page's users that are targets and that no pass holds, due or
+-- not: the page's documents refresh them (syncd.sync.page_refresh). The
+-- columns of lease_due, and the mirror row's updated_at (a listing served
+-- from a lagging projection must not take a user back to an older state).
+WITH listed AS (
+    SELECT t.user_id
+    FROM syncd.targets t
+    WHERE t.provider = $1 AND t.user_id = ANY($4::text[])
+      AND (t.lease_expires_at IS NULL OR t.lease_expires_at < now())
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE syncd.targets t
+    SET leased_by = $2, lease_expires_at = now() + make_interval(secs => $3::float8)
+    WHERE t.provider = $1 AND t.user_id = ANY (ARRAY(SELECT user_id FROM listed))
+    RETURNING t.user_id, t.not_found_count, t.not_found_since, t.attempts, t.body_hash, t.last_synced_at,
+              t.added_at, t.last_status, t.etag, t.etag_scope
+)
+SELECT l.user_id, l.not_found_count, l.not_found_since, l.attempts, l.body_hash, l.last_synced_at, l.added_at,
+       l.last_status, l.etag, l.etag_scope, u.content_hash, u.changed_at, u.deleted_at,
+       u.updated_at AS mirror_updated_at
+FROM leased l
+LEFT JOIN syncd.users u ON u.provider = $1 AND u.user_id = l.user_id;
+
+-- name: release_ids
+-- $1 provider, $2 lease owner, $3 user ids
+-- Give back these leases of ours without syncing the users (a page refresh
+-- that left them to their scheduled read).
+UPDATE syncd.targets SET leased_by = NULL, lease_expires_at = NULL
+WHERE provider = $1 AND leased_by = $2 AND user_id = ANY($3::text[]);
+
+-- name: cap_schedules
+-- $1 provider, $2 interval (seconds), $3 deleted_recheck (seconds)
+-- Bring in targets scheduled later than the configured cadence allows (the
+-- interval was lowered, or deleted_recheck): each is due again within that
+-- cadence, spread over it so a lowered interval starts no thundering herd.
+-- A deleted user's cadence is deleted_recheck; anyone else's, the interval.
+-- The first condition keeps it an index range scan of the far future.
+WITH late AS (
+    SELECT t.user_id,
+           CASE WHEN u.deleted_at IS NOT NULL THEN $3::float8 ELSE $2::float8 END AS cadence
+    FROM syncd.targets t
+    LEFT JOIN syncd.users u ON u.provider = t.provider AND u.user_id = t.user_id
+    WHERE t.provider = $1
+      AND t.next_sync_at > now() + make_interval(secs => 1.1 * least($2::float8, $3::float8))
+      AND (t.lease_expires_at IS NULL OR t.lease_expires_at < now())
+)
+UPDATE syncd.targets t SET next_sync_at = now() + make_interval(secs => l.cadence * random())
+FROM late l
+WHERE t.provider = $1 AND t.user_id = l.user_id
+  AND t.next_sync_at > now() + make_interval(secs => 1.1 * l.cadence);
+
+-- name: forget_deleted
+-- $1 provider, $2 seconds
+-- Stop syncing users deleted longer ago than this: their targets go (the
+-- mirror row stays, deleted; a listing that names them again enrols them).
+DELETE FROM syncd.targets t
+USING syncd.users u
+WHERE t.provider = $1 AND u.provider = $1 AND u.user_id = t.user_id
+  AND u.deleted_at < now() - make_interval(secs => $2::float8)
+  AND (t.lease_expires_at IS NULL OR t.lease_expires_at < now())
+RETURNING t.user_id;

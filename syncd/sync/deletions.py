@@ -113,7 +113,10 @@ class DeletionGuard:
             for part, _ in changes.split(TargetUpdates.empty(), self.sync.write_batch_bytes):
                 await self.store.write_batch(runtime.name, self.replica, part, TargetUpdates.empty())
             metrics.EVENTS.labels(runtime.name, EventType.DELETED).inc(len(changes))
-        await self.store.set_target_status(runtime.name, user_ids, TargetStatus.DELETED, None)
+        # a deleted user is asked for again at the slower cadence: it may come back
+        await self.store.set_target_status(
+            runtime.name, user_ids, TargetStatus.DELETED, None, next_in=runtime.config.deleted_recheck
+        )
         return len(changes)
 
 

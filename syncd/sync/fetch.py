@@ -29,7 +29,7 @@ async def fetch_batch(runtime: ProviderRuntime, batch: Sequence[Any]) -> list[Ou
     (``sync.batch_read``), else one request each."""
     reads = await decide_reads(runtime)
     if reads.batch_size and len(batch) > 1:
-        return await read_in_batches(runtime, batch, by_id=fetch_each, outcome=_outcome)
+        return await read_in_batches(runtime, batch, by_id=fetch_each, outcome=mapped_outcome)
     return await fetch_each(runtime, batch)
 
 
@@ -82,7 +82,7 @@ async def fetch_target(runtime: ProviderRuntime, target: Any) -> Outcome:
     new_etag = _answered_etag(runtime, user_id, fetched.etag)
     if fetched.identity is None:
         return Outcome(target, same_body=True, body_hash=fetched.fingerprint, etag=new_etag)
-    outcome = _outcome(runtime, target, fetched.identity, fetched.fingerprint)
+    outcome = mapped_outcome(runtime, target, fetched.identity, fetched.fingerprint)
     if outcome.record is not None:
         outcome.etag = new_etag  # kept with the record it tags, never with an error
     return outcome
@@ -127,7 +127,9 @@ def _fetch_failed(runtime: ProviderRuntime, user_id: str, exc: ProviderError) ->
     return exc
 
 
-def _outcome(runtime: ProviderRuntime, target: Any, identity: Identity, body_hash: str | None) -> Outcome:
+def mapped_outcome(
+    runtime: ProviderRuntime, target: Any, identity: Identity, body_hash: str | None
+) -> Outcome:
     """A mapped answer as an outcome: the record, or that user's error."""
     user_id = target["user_id"]
     if identity.user_id != user_id:

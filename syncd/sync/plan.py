@@ -81,6 +81,8 @@ class PlanSettings:
     provider_type: str
     ignore: tuple[str, ...] = ()
     interval: float = 900.0
+    #: a deleted user's cadence (``deleted_recheck``)
+    deleted_recheck: float = 86400.0
     error_retry: float = 60.0
     circuit_cooldown: float = 30.0
     delete_confirmations: int = 2
@@ -251,7 +253,10 @@ def _plan_not_found(
     uid = target["user_id"]
     plan.counts["not_found"] += 1
     if target["content_hash"] is None or target["deleted_at"] is not None:
-        plan.targets.add(uid, TargetStatus.NOT_FOUND, next_in=spread(settings.interval))
+        # deleted already: asked again at the slower cadence (it may come back);
+        # never mirrored (an id added before its user exists): at the interval
+        cadence = settings.deleted_recheck if target["deleted_at"] is not None else settings.interval
+        plan.targets.add(uid, TargetStatus.NOT_FOUND, next_in=spread(cadence))
         return
     not_found_count = target["not_found_count"] + 1
     not_found_since = target["not_found_since"] or now

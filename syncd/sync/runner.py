@@ -43,6 +43,29 @@ async def plan_outcomes(
     return plan_batch(outcomes, rows, plan_settings(runtime, sync), utcnow())
 
 
+async def write_outcomes(
+    services: PassServices, runtime: ProviderRuntime, batch: Sequence[Any], outcomes: Sequence[Outcome]
+) -> BatchPlan:
+    """Plan and write the outcomes of a leased batch (a pass's, or a listing
+    page's: ``page_refresh``); the plan, its counts corrected for the users
+    whose write PostgreSQL refused. Its deletions are the caller's to guard."""
+    store = services.store
+    plan = await plan_outcomes(store, runtime, services.sync, outcomes)
+    if plan.rehash:
+        await store.rehash(runtime.name, plan.rehash)
+    counts = plan.counts
+    targets = {target["user_id"]: target for target in batch}
+    refused = await services.writer.write(runtime, plan.changes, plan.targets, targets)
+    for counted in refused.values():
+        if counted != "failed":  # a failure already counted stays one
+            counts[counted] -= 1
+            counts["failed"] += 1
+    if plan.came_back:
+        # users that answer again after 404s: a held or rejected deletion is moot
+        await store.clear_pending_deletions(runtime.name, plan.came_back)
+    return plan
+
+
 @dataclass
 class PassServices:
     """What a pass works with, shared by every pass of an engine."""
@@ -81,6 +104,7 @@ class SyncPass:
         """Sync every due target (or only ``only``) until none is due."""
         report = self.report
         await self._abandon_dead_runs()
+        await self._forget_long_deleted()
         report.run_id = await self.store.start_run(
             self.runtime.name, report.trigger, self.services.replica, self.services.sync.lease
         )
@@ -134,6 +158,21 @@ class SyncPass:
                 last_heartbeat=gone["heartbeat_at"].isoformat(),
             )
 
+    async def _forget_long_deleted(self) -> None:
+        """Users deleted more than ``forget_deleted_after`` ago stop being
+        targets (the mirror keeps their deleted row)."""
+        after = self.runtime.config.forget_deleted_after
+        if after is None or self.only:
+            return
+        forgotten = await self.store.forget_deleted(self.runtime.name, after)
+        if forgotten:
+            self.log.info(
+                "targets.forgotten",
+                targets=len(forgotten),
+                forget_deleted_after=after,
+                sample=forgotten[:5],
+            )
+
     async def _renew_leases(self) -> None:
         """Every third of the lease, extend the leases this pass holds and stamp
         its run's heartbeat (a run without one for two leases is abandoned)."""
@@ -158,24 +197,11 @@ class SyncPass:
 
     async def _process(self, batch: Sequence[Any]) -> AuthError | None:
         """Fetch, plan and write one leased batch; returns an auth failure, if any."""
-        runtime = self.runtime
-        outcomes = await fetch_batch(runtime, batch)
-        plan = await plan_outcomes(self.store, runtime, self.services.sync, outcomes)
-        if plan.rehash:
-            await self.store.rehash(runtime.name, plan.rehash)
+        outcomes = await fetch_batch(self.runtime, batch)
+        plan = await write_outcomes(self.services, self.runtime, batch, outcomes)
         self.confirmed_deletions.extend(user_id for _, user_id in plan.deletions)
-        counts = plan.counts
-        targets = {target["user_id"]: target for target in batch}
-        refused = await self.services.writer.write(runtime, plan.changes, plan.targets, targets)
-        for counted in refused.values():
-            if counted != "failed":  # a failure already counted stays one
-                counts[counted] -= 1
-                counts["failed"] += 1
         # counted once written: a batch whose write failed wrote nothing
-        self.report.add(counts)
-        if plan.came_back:
-            # users that answer again after 404s: a held or rejected deletion is moot
-            await self.store.clear_pending_deletions(runtime.name, plan.came_back)
+        self.report.add(plan.counts)
         if self.progress is not None:
             self.progress(len(batch))
         refusals = [o.error for o in outcomes if isinstance(o.error, AuthError)]
@@ -202,6 +228,7 @@ class SyncPass:
                 self.report.status = RunStatus.FAILED
                 self.report.error = f"credentials rejected: {auth_failure}"
                 self.log.error("provider.auth_failed", error=str(auth_failure))
+                metrics.CREDENTIALS_REJECTED.labels(self.runtime.name).set(1)
                 stop = True
         return stop
 
@@ -215,7 +242,8 @@ class SyncPass:
                 pass
         if report.status == RunStatus.OK:
             metrics.LAST_SUCCESS.labels(report.provider).set_to_current_time()
-        report.read_mode = runtime.reads.name
+            metrics.CREDENTIALS_REJECTED.labels(report.provider).set(0)
+        report.read_mode = runtime.reads.name + ("+feed" if runtime.config.refresh == "feed" else "")
         report.requests = sum(runtime.client.sent.values()) - self.sent_before
         try:
             if report.run_id is not None:

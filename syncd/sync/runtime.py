@@ -103,6 +103,7 @@ def plan_settings(runtime: ProviderRuntime, sync: SyncConfig) -> PlanSettings:
         provider_type=cfg.type,  # type: ignore[attr-defined]
         ignore=runtime.ignore,
         interval=cfg.interval,
+        deleted_recheck=cfg.deleted_recheck,
         error_retry=sync.error_retry,
         circuit_cooldown=runtime.gate.circuit.cooldown,
         delete_confirmations=sync.delete_confirmations,

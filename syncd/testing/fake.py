@@ -133,6 +133,9 @@ class FakeProvider:
     plain: bool = False
     #: how the list endpoint pages (its cap, and the quirks real servers show)
     listing: ListingQuirks = field(default_factory=ListingQuirks)
+    #: what the list endpoint serves instead of a user's current document: a
+    #: listing read from a projection that lags the writes (ZITADEL's does)
+    projection: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: requests per second the provider answers (every path but ``/_fake/``);
     #: beyond it 429 with ``Retry-After: 1``. None = unlimited. Needs the
     #: middleware, so not with ``plain``.
@@ -174,6 +177,10 @@ class FakeProvider:
         await self.stop()
 
     # -- data --------------------------------------------------------------------
+    def listed(self, uid: str) -> dict[str, Any]:
+        """The user's document as the list endpoint serves it."""
+        return self.projection.get(uid) or self.users[uid]
+
     def seed(self, count: int, start: int = 0) -> list[str]:
         ids = []
         for n in range(start, start + count):

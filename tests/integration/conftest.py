@@ -273,6 +273,7 @@ async def start_daemon(tmp_path):
         ready: bool = True,
         refresh: str = "by_id",
         ptype: str = "zitadel",
+        interval: str = "1h",
     ) -> DaemonProcess:
         port = free_port()
         cfg = tmp_path / f"{name}.toml"
@@ -297,7 +298,7 @@ type = "{ptype}"
 base_url = "{fake_url}"
 token_env = "{TOKEN_ENV}"
 concurrency = 8
-interval = "1h"
+interval = "{interval}"
 refresh = "{refresh}"
 {extra}
 """

@@ -211,3 +211,29 @@ async def test_a_batch_document_seen_before_is_skipped_only_while_it_still_means
     assert report.counts["updated"] == 20 and report.read_mode == "batch", report.counts
     raws = await store.pool.fetch("SELECT raw FROM syncd.users")
     assert all(field not in (r["raw"].get("user") or r["raw"]) for r in raws)
+
+
+@pytest.mark.parametrize("provider", ["zitadel"], indirect=True)
+async def test_a_batch_answer_older_than_the_mirror_is_read_by_id_not_taken_back(
+    provider, store, make_config, engine_for
+):
+    """ZITADEL answers ListUsers from a projection that can lag a write: after
+    a by-id read mirrored a change, the batch answer still shows the user as
+    before. That user is read by id; nothing goes back, batching stays on."""
+    ids, engine = await batched_engine(provider, store, make_config, engine_for)
+    await engine.sync("corp")
+    uid = ids[0]
+    provider.projection[uid] = provider.users[uid]  # what ListUsers still serves
+    provider.modify(uid)
+    by_id = await engine_for(make_config(("corp", provider), refresh="by_id", **FAST))
+    await store.make_due("corp", [uid])
+    assert (await by_id.sync("corp")).counts["updated"] == 1
+    await store.make_due("corp", None)
+    before = len(by_id_reads(provider, [uid]))
+    again = await engine.sync("corp")
+    assert (again.counts["updated"], again.counts["unchanged"]) == (0, N)
+    assert len(by_id_reads(provider, [uid])) == before + 1  # read by id, as the mirror's is newer
+    updates = await store.pool.fetchval("SELECT count(*) FROM syncd.outbox WHERE type = 'user.updated'")
+    assert updates == 1
+    runtime = engine.runtime("corp")
+    assert runtime.reads.name == "batch" and runtime.reads.batch_size == 100

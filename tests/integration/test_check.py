@@ -216,3 +216,22 @@ token_env = "CORP_TOKEN"
         f"{path}: providers[0] (name='corp').base_url: must not hold credentials (user:password@): "
         "give them by reference (token_env/token_file, or the provider's *_env/*_file keys)"
     )
+
+
+@pytest.mark.parametrize("ptype", ["scim", "webex"])
+async def test_a_server_that_chokes_on_count_still_passes_by_the_plain_list(
+    tmp_path, store, db_url, fakes, ptype
+):
+    """One real SCIM server answers ``?count=N`` with a 500: the check says so
+    and proves the read with the list asked for without paging parameters."""
+    f = fakes[ptype]
+    f.inject("500", only_path="count=1", times=None)
+    cfg = write_config(tmp_path, db_url, [provider(f, backoff_base="10ms", backoff_cap="50ms")])
+    rc, out, err = await syncd("check", "--config", cfg)
+    assert rc == 0, out + err
+    line = line_of(out, ptype)
+    assert "credentials accepted" in line and "ListResponse" in line, line
+    assert "answered 500" in line and "refuses its paging parameters" in line, line
+    # a refused token is refused by the other probe too: not hidden by the fallback
+    rc, out, err = await syncd("check", "--config", cfg, env={TOKEN_ENV: "wrong-token"})
+    assert rc == 1 and "FAILED: credentials rejected" in line_of(out, ptype), out + err

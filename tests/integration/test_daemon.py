@@ -6,7 +6,9 @@ import asyncio
 import json
 import signal
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from syncd.sync.runner import BATCHES_IN_FLIGHT
@@ -191,7 +193,11 @@ async def test_a_real_postgres_restart_mid_run_loses_nothing(tmp_path, zitadel, 
     from syncd import embedded
     from syncd.store import Store
 
-    server = await asyncio.to_thread(embedded.start, tmp_path / "pg")
+    # not under tmp_path: pytest keeps its base directory root-only (0700),
+    # and another pytest session starting meanwhile resets what pgserver
+    # opened for its own user, so the restart below could not enter it
+    state = tempfile.TemporaryDirectory(prefix="syncd-test-pg-")
+    server = await asyncio.to_thread(embedded.start, Path(state.name) / "pg")
     url = embedded.url(server)
     store = await Store.connect(url)
     try:
@@ -225,6 +231,7 @@ async def test_a_real_postgres_restart_mid_run_loses_nothing(tmp_path, zitadel, 
     finally:
         await store.close()
         await asyncio.to_thread(server.cleanup)
+        state.cleanup()
 
 
 async def _mirrored_some(url: str) -> bool:

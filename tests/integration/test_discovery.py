@@ -209,7 +209,11 @@ async def test_syncd_discover_prints_the_counts_and_fails_on_a_broken_listing(tm
         await list_again(store)
         rc, out, err = await syncd("discover", "--provider", "corp", "--config", cfg, env=env)
         assert rc == 1
-        assert "incomplete" in out and "nothing changed" in err and "ignores the paging parameter" in err
+        assert (
+            "incomplete" in out
+            and "no one enrolled or made due" in err
+            and "ignores the paging parameter" in err
+        )
         rc, out, err = await syncd("status", "--config", cfg, env=env)
         assert rc == 0 and "incomplete" in out
 

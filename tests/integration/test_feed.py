@@ -67,6 +67,7 @@ async def test_a_walk_makes_the_changed_users_due_and_the_next_pass_reads_them(
 
     synced = await engine.sync("corp")
     assert synced.counts["updated"] == 3 and synced.counts["fetched"] == 3
+    assert synced.read_mode == "batch+feed"  # what `syncd status` shows as READS
     again = await engine.walk_feed("corp")  # within the overlap: hints again, harmless
     assert again.problem is None and await store.feed_watermark("corp") == report.watermark
 

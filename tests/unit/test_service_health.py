@@ -26,6 +26,9 @@ class Store:
     async def pending_migrations(self) -> list[str]:
         return list(self.pending)
 
+    async def outbox_backlog(self) -> tuple[int, float]:
+        return 0, 0.0
+
     async def gauges(self, providers: list[str]) -> list[dict[str, Any]]:
         if self.error is not None:
             raise self.error

@@ -167,7 +167,7 @@ def scim_routes(fake: FakeProvider, users_path: str) -> list[web.RouteDef]:
             "totalResults": len(ids),
             "startIndex": 1 if quirks.ignore_paging and not quirks.echo_requested else start,
             "itemsPerPage": len(listed),
-            "Resources": [fake.users[uid] for uid in listed],
+            "Resources": [fake.listed(uid) for uid in listed],
         }
         return web.Response(body=jsonutil.dumps(body), content_type=SCIM_JSON)
 

@@ -81,9 +81,9 @@ class ZitadelDialect:
                 # looked up, not scanned: a real server answers this from an
                 # index, and the benchmark's 100,000 users would make a scan
                 # the fake's cost, not syncd's
-                users = [fake.users[uid]["user"] for uid in sorted(asked) if uid in fake.users]
+                users = [fake.listed(uid)["user"] for uid in sorted(asked) if uid in fake.users]
             else:
-                users = [fake.users[uid]["user"] for uid in sorted(fake.users)]
+                users = [fake.listed(uid)["user"] for uid in sorted(fake.users)]
             if conditions and quirks.filter_answers_none:
                 users = []
             elif filtering:
