@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 from typing import TYPE_CHECKING, Any
 
 from syncd import config as config_mod
@@ -26,18 +27,23 @@ def add_parser(add: AddCommand) -> None:
     p = add("demo", "embedded Postgres + simulated providers, no setup at all")
     p.add_argument("--state-dir", default=".syncd/demo", help="where the demo keeps its database")
     p.add_argument("--users", type=int, default=24, help="users per simulated provider")
+    p.add_argument(
+        "--keep", action="store_true", help="keep the embedded PostgreSQL running for psql until Ctrl-C"
+    )
     p.set_defaults(handler=cmd_demo)
 
 
 async def cmd_demo(cfg: Config, args: argparse.Namespace) -> int:
-    return await run_demo(state_dir=args.state_dir, users=args.users)
+    return await run_demo(state_dir=args.state_dir, users=args.users, keep=args.keep)
 
 
 def _print(*args: Any) -> None:
     print(*args, flush=True)
 
 
-async def run_demo(state_dir: str = ".syncd/demo", users: int = 24) -> int:
+async def run_demo(state_dir: str = ".syncd/demo", users: int = 24, *, keep: bool = False) -> int:
+    """The demo's story; the embedded server stops when it ends (the process
+    holds it), unless ``keep``: then it serves until SIGINT or SIGTERM."""
     from syncd.engine import Engine
     from syncd.testing.dialects import DIALECTS, fake
 
@@ -54,12 +60,34 @@ async def run_demo(state_dir: str = ".syncd/demo", users: int = 24) -> int:
             await _tell_the_story(engine, store, fakes, users)
         await _show_mirror(store, fakes)
         await _show_outbox(store)
-        _print(f"\ndone. Inspect it: psql '{embedded.url(server, DEMO_DB)}'")
     finally:
         await store.close()
         for f in fakes.values():
             await f.stop()
+    psql = f"psql '{embedded.url(server, DEMO_DB)}'"
+    if not keep:
+        # the server lives as long as this process: a psql line alone would point at nothing
+        _print("\ndone. The embedded PostgreSQL stops with the demo; to look around in it, run")
+        _print("`syncd demo --keep`: it stays up for psql until Ctrl-C.")
+        return 0
+    _print(f"\ndone. Inspect it: {psql}")
+    _print("The embedded PostgreSQL keeps running until Ctrl-C.")
+    await _until_stopped()
+    _print("stopped.")
     return 0
+
+
+async def _until_stopped() -> None:
+    """Wait for Ctrl-C (SIGINT) or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 async def _start_providers(fakes: dict[str, FakeProvider]) -> Config:

@@ -26,3 +26,11 @@ def fmt_time(value: Any) -> str:
 def fmt_utc(value: Any) -> str:
     """A timestamp in UTC, saying so; ``-`` for none."""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else "-"
+
+
+def fmt_duration(seconds: float) -> str:
+    """Seconds in the largest unit that holds them whole: ``7d``, ``36h``, ``90s``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

@@ -7,7 +7,8 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from syncd.cli.command import EXIT_OK, AddCommand
+from syncd import jsonutil
+from syncd.cli.command import EXIT_OK, AddCommand, positive_int
 from syncd.cli.connect import open_store
 from syncd.cli.output import fmt_time, print_table
 from syncd.config import Config
@@ -60,7 +61,8 @@ RUN_COUNTERS = ("fetched", "created", "updated", "deleted", "unchanged", "failed
 
 def add_parser(add: AddCommand) -> None:
     p = add("status", "per provider: targets, due, last sync, errors")
-    p.add_argument("--runs", type=int, default=10, help="recent passes to show")
+    p.add_argument("--runs", type=positive_int, default=10, help="recent passes to show")
+    p.add_argument("--json", action="store_true", help="one JSON object (keys in README, Commands)")
     p.set_defaults(handler=cmd_status)
 
 
@@ -71,6 +73,9 @@ async def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         errors = await store.recent_errors(10)
         quarantined = await store.quarantined_targets(20)
         listings = await store.discovery_status()
+    if args.json:
+        print(jsonutil.dumps(status_json(rows, listings, runs, errors, quarantined)))
+        return EXIT_OK
     print_table([_provider_row(r) for r in rows], PROVIDER_COLUMNS)
     if listings:
         print("\ndiscovery (listings of each provider's users):")
@@ -85,6 +90,82 @@ async def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         print("\nquarantined users (their document keeps being refused; retried at the interval):")
         _print_targets(quarantined)
     return EXIT_OK
+
+
+def status_json(
+    rows: Sequence[Any],
+    listings: Sequence[Any],
+    runs: Sequence[Any],
+    errors: Sequence[Any],
+    quarantined: Sequence[Any],
+) -> dict[str, Any]:
+    """``status --json``: the tables' contents under stable keys (timestamps
+    in RFC 3339, absent values null), documented in the README."""
+    now = utcnow()
+    return {
+        "providers": [
+            {
+                "provider": r["provider"],
+                "targets": r["targets"],
+                "due": r["due"],
+                "leased": r["leased"],
+                "mirrored": r["mirrored"],
+                "deleted": r["deleted"],
+                "errors": r["errors"],
+                "quarantined": r["quarantined"],
+                "held_deletions": r["pending_deletions"],
+                "last_sync": r["last_sync"],
+                "paused_until": r["paused_until"] if r["paused_until"] and r["paused_until"] > now else None,
+                "pause_reason": r["pause_reason"] if r["paused_until"] and r["paused_until"] > now else None,
+                "circuit": r["circuit"] or "closed",
+            }
+            for r in rows
+        ],
+        "discovery": [
+            {
+                "provider": r["provider"],
+                "started_at": r["started_at"],
+                "finished_at": r["finished_at"],
+                "listing_now": r["leased_by"] if r["leased_by"] and r["lease_expires_at"] > now else None,
+                "verdict": r["verdict"],
+                "listed": r["listed"],
+                "new": r["enrolled"],
+                "missing": r["missing"],
+                "last_complete": r["last_success_at"],
+                "next_at": r["next_at"],
+                "reason": r["reason"],
+            }
+            for r in listings
+        ],
+        "runs": [
+            {
+                "id": r["id"],
+                "provider": r["provider"],
+                "trigger": r["trigger"],
+                "replica": r["replica"],
+                "started_at": r["started_at"],
+                "finished_at": r["finished_at"],
+                "status": r["status"],
+                **{c: r[c] for c in (*RUN_COUNTERS, "restored", "not_found")},
+                "error": r["error"],
+                "read_mode": r["read_mode"],
+                "requests": r["requests"],
+            }
+            for r in runs
+        ],
+        "failing": [_target_json(r) for r in errors],
+        "quarantined": [_target_json(r) for r in quarantined],
+    }
+
+
+def _target_json(r: Any) -> dict[str, Any]:
+    return {
+        "provider": r["provider"],
+        "user_id": r["user_id"],
+        "attempts": r["attempts"],
+        "error": r["last_error"],
+        "last_synced_at": r["last_synced_at"],
+    }
 
 
 def _provider_row(r: Any) -> tuple[Any, ...]:

@@ -7,8 +7,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from syncd import targetsfile
-from syncd.cli.command import EXIT_FAIL, EXIT_OK, EXIT_USAGE, AddCommand
+from syncd import jsonutil, targetsfile
+from syncd.cli.command import EXIT_FAIL, EXIT_OK, EXIT_USAGE, AddCommand, positive_int
 from syncd.cli.connect import open_store
 from syncd.cli.ids import MAX_BAD_SHOWN, reject_ids
 from syncd.cli.output import fmt_time, print_table
@@ -38,7 +38,8 @@ def add_parser(add: AddCommand) -> None:
     p.add_argument(
         "--email", metavar="ADDR", help="add: the user with this email (looked up at the provider)"
     )
-    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument("--limit", type=positive_int, default=1000, help="list: at most this many (default 1000)")
+    p.add_argument("--json", action="store_true", help="list: one JSON object (keys in README, Commands)")
     p.set_defaults(handler=cmd_targets)
 
 
@@ -90,7 +91,26 @@ async def _add_found(store: Store, provider: ProviderBase, args: argparse.Namesp
 
 
 async def _list(store: Store, args: argparse.Namespace) -> None:
+    """The targets, in (provider, user id) order, at most ``--limit``; a list
+    cut short says so (on stderr, so that the table stays a table)."""
     rows = await store.list_targets(args.provider, limit=args.limit)
+    total = len(rows) if len(rows) < args.limit else await store.count_listed_targets(args.provider)
+    if args.json:
+        targets = [
+            {
+                "provider": r["provider"],
+                "user_id": r["user_id"],
+                "next_sync_at": r["next_sync_at"],
+                "last_synced_at": r["last_synced_at"],
+                "last_status": r["last_status"],
+                "last_error": r["last_error"],
+                "attempts": r["attempts"],
+                "leased_by": r["leased_by"],
+            }
+            for r in rows
+        ]
+        print(jsonutil.dumps({"total": total, "shown": len(rows), "targets": targets}))
+        return
     print_table(
         [
             (
@@ -105,6 +125,11 @@ async def _list(store: Store, args: argparse.Namespace) -> None:
         ],
         ["PROVIDER", "USER", "NEXT SYNC", "LAST SYNC", "STATUS", "ERROR"],
     )
+    if total > len(rows):
+        print(
+            f"showing {len(rows):,} of {total:,} targets; use --limit {total} to see them all",
+            file=sys.stderr,
+        )
 
 
 async def _requested_ids(args: argparse.Namespace) -> list[str] | None:

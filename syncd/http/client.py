@@ -182,7 +182,9 @@ class ProviderClient:
         if exc.status == 429:
             # a 429 without Retry-After (ZITADEL doesn't promise one) still
             # means "too fast": every worker of this process backs off
-            self.gate.apply_pause(now + timedelta(seconds=wait.delay))
+            self.gate.apply_pause(
+                now + timedelta(seconds=wait.delay), "HTTP 429 without Retry-After: backoff"
+            )
             log.warning(
                 "provider.rate_limited",
                 provider=self.provider,

@@ -44,6 +44,8 @@ class Gate:
         self.in_flight = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self.paused_until: datetime | None = None
+        #: why requests wait (``"HTTP 429"``, "recorded by another replica"), for whoever shows it
+        self.pause_reason: str | None = None
         self._pause_changed = asyncio.Event()
         self.max_rps = max_rps
         self._clock, self._now, self._sleep = clock, now, sleep
@@ -131,19 +133,21 @@ class Gate:
         if until == self.paused_until:
             return
         self.paused_until = until
+        self.pause_reason = None
         self._pause_changed.set()
         self._pause_changed = asyncio.Event()
 
-    def apply_pause(self, until: datetime) -> bool:
+    def apply_pause(self, until: datetime, reason: str | None = None) -> bool:
         """Adopt a pause (ours or another replica's); True if it extended ours."""
         if self.paused_until is None or until > self.paused_until:
             self.paused_until = until
+            self.pause_reason = reason
             return True
         return False
 
     async def pause(self, until: datetime, reason: str) -> bool:
         """Pause every request until ``until``; True if that extended the pause."""
-        if not self.apply_pause(until):
+        if not self.apply_pause(until, reason):
             return False
         if self.on_pause is not None:
             await self.on_pause(until, reason)

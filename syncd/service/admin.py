@@ -5,13 +5,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 from datetime import datetime
 
+import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from syncd.errors import SyncdError
 from syncd.service.health import Health
+
+log = structlog.get_logger("syncd.daemon")
 
 
 class Admin:
@@ -33,10 +38,19 @@ class Admin:
         every address) until ``stack`` closes."""
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False)
         await runner.setup()
+        stack.push_async_callback(runner.cleanup)
         host, _, port = listen.rpartition(":")
         site = web.TCPSite(runner, host.strip("[]") or "0.0.0.0", int(port))
-        await site.start()
-        stack.push_async_callback(runner.cleanup)
+        try:
+            await site.start()
+        except OSError as exc:
+            # a port in use (another syncd?), an address not on this host, a privileged port
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            log.error("admin.listen_failed", listen=listen, error=reason)
+            raise SyncdError(
+                f"cannot serve /healthz and /metrics on {listen}: {reason}"
+                " (set [daemon] listen, $SYNCD_LISTEN or --listen)"
+            ) from None
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "replica": self.replica})

@@ -59,6 +59,10 @@ def migrations() -> list[Migration]:
 
 
 class Migrations(Database):
+    #: the versions this store's last ``migrate()`` applied (``syncd migrate``
+    #: reports them; it migrates through ``open_store``, which keeps no result)
+    migrated: tuple[str, ...] = ()
+
     async def migrate(self, *, lock_timeout: float = 10.0) -> list[str]:
         """Apply every migration not yet applied, in one transaction, under an
         advisory lock (two ``syncd migrate`` at once: the second waits, then
@@ -91,6 +95,7 @@ class Migrations(Database):
                 step = "the commit of the migrations"
             for version in applied:
                 log.info("migrate.applied", version=version)
+            self.migrated = tuple(applied)
         except CONNECTION_ERRORS as exc:
             raise translate(exc) from exc
         except asyncpg.LockNotAvailableError as exc:

@@ -48,6 +48,16 @@ class Targets(Database):
     async def list_targets(self, provider: str | None, *, limit: int) -> list[asyncpg.Record]:
         return await self._fetch("list_targets", provider, limit)
 
+    async def count_listed_targets(self, provider: str | None) -> int:
+        """How many targets ``list_targets`` has to show (of one provider, or all)."""
+        row = await self._fetchrow("count_listed_targets", provider)
+        return int(row["n"]) if row else 0
+
+    async def target_statuses(self, provider: str, user_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+        """Those of ``user_ids`` that are targets: user id → (last_status, last_error)."""
+        rows = await self._fetch("target_statuses", provider, list(user_ids))
+        return {r["user_id"]: r for r in rows}
+
     async def anything_due(self, provider: str) -> bool:
         """Is any target due and not leased? (cheap, before starting a pass)"""
         return await self._fetchrow("peek_due", provider) is not None

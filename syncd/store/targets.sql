@@ -120,6 +120,17 @@ SELECT pg_notify('syncd_resync', $1);
 -- $1 provider
 SELECT count(*) AS n FROM syncd.targets WHERE provider = $1;
 
+-- name: count_listed_targets
+-- $1 provider (NULL = all)
+-- What list_targets would show without its limit.
+SELECT count(*) AS n FROM syncd.targets WHERE ($1::text IS NULL OR provider = $1);
+
+-- name: target_statuses
+-- $1 provider, $2 user ids
+-- Those of the ids that are targets, with what their last sync found.
+SELECT user_id, last_status, last_error FROM syncd.targets
+WHERE provider = $1 AND user_id = ANY($2::text[]);
+
 -- name: renew_leases
 -- $1 lease owner, $2 provider, $3 lease seconds, $4 run id
 -- Keep our leases while a pass is still working on them (e.g. waiting out a

@@ -134,7 +134,7 @@ def adopt_pause(runtime: ProviderRuntime, state: PauseState) -> datetime | None:
             cap_seconds=runtime.config.retry_after_cap,
         )
         until = cap
-    gate.apply_pause(until)
+    gate.apply_pause(until, "a Retry-After another replica recorded")
     return gate.paused_until
 
 

@@ -9,8 +9,10 @@ once into a template database; each test gets a fresh copy
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -55,10 +57,19 @@ def pg_url() -> Iterator[str]:
     if url:
         yield url
         return
+    # its data (54-70 MB) goes with the session, however the session ends; at
+    # exit too, after pgserver's own exit handler (registered later, so run
+    # earlier), which takes its lock file under state/run once more
     state = tempfile.mkdtemp(prefix="syncd-test-pg-")
-    server = embedded.start(state)
-    yield embedded.url(server)
-    server.cleanup()
+    atexit.register(shutil.rmtree, state, ignore_errors=True)
+    try:
+        server = embedded.start(state)
+        try:
+            yield embedded.url(server)
+        finally:
+            server.cleanup()
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -72,3 +72,45 @@ def _required(command: str) -> list[str]:
         "pause": ["clear", "--provider", "p"],
         "outbox": ["claim"],
     }.get(command, [])
+
+
+def test_durations_print_in_the_largest_whole_unit():
+    from syncd.cli.output import fmt_duration
+
+    assert [fmt_duration(s) for s in (0, 30, 90, 3600, 129600, 604800, 0.5)] == [
+        "0s",
+        "30s",
+        "90s",
+        "1h",
+        "36h",
+        "7d",
+        "0.5s",
+    ]
+
+
+def test_an_option_duration_needs_its_unit_and_a_limit_is_at_least_one():
+    import argparse
+
+    from syncd.cli.command import duration_arg, positive_int
+
+    assert duration_arg("7d") == 7 * 86400 and duration_arg("0s") == 0
+    for bad, message in (("7", "needs a unit"), ("7days", "is not a duration"), ("-1d", "is not a duration")):
+        with pytest.raises(argparse.ArgumentTypeError, match=message):
+            duration_arg(bad)
+    assert positive_int("5") == 5
+    for bad in ("0", "-1", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            positive_int(bad)
+
+
+def test_the_pause_line_names_the_instant_the_reason_and_the_way_out():
+    from syncd.cli.resync import pause_text
+
+    until = datetime(2026, 12, 7, 15, 5, 10, tzinfo=timezone(timedelta(hours=1)))
+    assert pause_text("corp", until, "HTTP 429") == (
+        "paused by the provider until 14:05:10 UTC (HTTP 429, Retry-After);"
+        " `syncd pause clear --provider corp` ends it"
+    )
+    assert "(a Retry-After another replica recorded)" in pause_text(
+        "corp", until, "a Retry-After another replica recorded"
+    )
