@@ -43,6 +43,7 @@ async def _check_provider(pc: ProviderBase, store: Store | None) -> bool:
     provider is not contacted, and a 429 the check gets is shared with the
     daemons (not waited out here)."""
     from syncd.providers.base import CheckFailed
+    from syncd.sync.credentials import attach_store
     from syncd.sync.pauses import share_pause
     from syncd.sync.runtime import open_runtime
 
@@ -60,6 +61,8 @@ async def _check_provider(pc: ProviderBase, store: Store | None) -> bool:
     rt.client.policy = replace(rt.client.policy, max_rate_limit_waits=0, max_attempts=1)
     if store is not None:
         rt.gate.on_pause = share_pause(store, pc.name)
+        # a refresh rotated by the check is the daemons' newest token
+        attach_store(rt, store)
     try:
         proof = await rt.connection.check()
         print(f"{label}: credentials accepted: {proof}")

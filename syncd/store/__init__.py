@@ -16,6 +16,7 @@ from syncd.store.migrator import Migration, Migrations, migrations, migrations_d
 from syncd.store.mirror import Mirror
 from syncd.store.outbox import Outbox
 from syncd.store.provider_state import PAUSE_CLEARED, PauseState, ProviderState
+from syncd.store.refresh_tokens import RefreshTokens, RefreshTokenSlot
 from syncd.store.runs import RUN_COUNTS, Runs
 from syncd.store.server import recreate_database
 from syncd.store.status import Status
@@ -23,7 +24,18 @@ from syncd.store.targets import LeasedElsewhere, Targets
 
 
 class Store(
-    Migrations, Targets, Mirror, Runs, Deletions, Discovery, Feeds, Outbox, ProviderState, Status, Listener
+    Migrations,
+    Targets,
+    Mirror,
+    Runs,
+    Deletions,
+    Discovery,
+    Feeds,
+    Outbox,
+    ProviderState,
+    RefreshTokens,
+    Status,
+    Listener,
 ):
     """Every table family's queries over one connection pool."""
 
@@ -39,6 +51,7 @@ __all__ = [
     "Migration",
     "MirrorCounts",
     "PauseState",
+    "RefreshTokenSlot",
     "Store",
     "TargetUpdates",
     "migrations",
