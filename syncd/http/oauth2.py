@@ -156,9 +156,7 @@ class RefreshGrant(TokenFlow):
         except StoreUnavailable as exc:
             # never refresh without the store: a rotated token we could not
             # write would be lost, and with it the provider
-            raise TransientError(
-                f"refresh token store unavailable: {exc}", provider=self.provider
-            ) from exc
+            raise TransientError(f"refresh token store unavailable: {exc}", provider=self.provider) from exc
 
     async def _refresh(
         self, session: aiohttp.ClientSession, slot: RotationSlot, token: str

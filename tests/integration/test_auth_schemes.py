@@ -117,7 +117,9 @@ async def test_client_credentials_token_is_cached_and_renewed_once_on_401(
         assert sum(1 for r in f.user_requests() if r.status == 401) >= 1
 
 
-async def test_client_credentials_in_the_form_with_token_auth_post(store, make_config, engine_for, monkeypatch):
+async def test_client_credentials_in_the_form_with_token_auth_post(
+    store, make_config, engine_for, monkeypatch
+):
     async with fake("scim") as f:
         ids = f.seed(2)
         f.oauth.client_auth = "post"
@@ -158,7 +160,9 @@ async def stored_tokens(store) -> list[tuple[str, str, str]]:
     return [(r["provider"], r["origin"], r["token"]) for r in rows]
 
 
-async def test_a_rotated_refresh_token_is_used_by_the_next_process(store, make_config, engine_for, monkeypatch):
+async def test_a_rotated_refresh_token_is_used_by_the_next_process(
+    store, make_config, engine_for, monkeypatch
+):
     """Two engines one after the other on one database: the second refreshes
     with the token the first was given, not the revoked configured one."""
     async with fake("webex") as f:
@@ -248,7 +252,9 @@ async def test_a_new_configured_refresh_token_is_obeyed_over_the_stored_one(
         assert (await second.sync("webex")).counts["updated"] == 1
         assert f.oauth.grants[-1].refresh_token == "refresh-new"
         # the stale descendant of the old one is forgotten
-        assert await stored_tokens(store) == [("webex", fingerprint("refresh-new"), f.oauth.issued_refresh[-1])]
+        assert await stored_tokens(store) == [
+            ("webex", fingerprint("refresh-new"), f.oauth.issued_refresh[-1])
+        ]
 
 
 async def test_a_revoked_refresh_token_stops_the_pass_and_deletes_no_one(
@@ -268,7 +274,9 @@ async def test_a_revoked_refresh_token_stops_the_pass_and_deletes_no_one(
         assert [g.error for g in f.oauth.grants] == [None, "invalid_grant"]
 
 
-async def test_scim_refresh_grant_with_basic_client_auth_rotates_too(store, make_config, engine_for, monkeypatch):
+async def test_scim_refresh_grant_with_basic_client_auth_rotates_too(
+    store, make_config, engine_for, monkeypatch
+):
     async with fake("scim") as f:
         ids = f.seed(2)
         f.oauth.rotate = True
@@ -317,4 +325,3 @@ async def test_a_token_env_is_still_a_bearer_token(ptype, store, make_config, en
         await store.add_targets(ptype, ids)
         assert (await engine.sync(ptype)).counts["created"] == 1
         assert f.oauth.grants == []
-

@@ -216,3 +216,45 @@ token_env = "CORP_TOKEN"
         f"{path}: providers[0] (name='corp').base_url: must not hold credentials (user:password@): "
         "give them by reference (token_env/token_file, or the provider's *_env/*_file keys)"
     )
+
+
+@pytest.mark.parametrize("scheme", ["basic", "header", "client_credentials", "refresh_token"])
+async def test_check_proves_each_auth_scheme_and_names_a_refusal(tmp_path, store, db_url, scheme):
+    """`syncd check` with each scheme of a generic SCIM server (issue #17):
+    accepted with the right secret, "credentials rejected" with a wrong one;
+    a refresh token the check rotates is stored for the daemons."""
+    secret = "the-right-secret"
+    env = {"SCIM_SECRET": secret}
+    async with fake("scim") as f:
+        f.seed(2)
+        over: dict[str, Any] = {"token_env": None}
+        if scheme == "basic":
+            f.auth, f.basic = "basic", ("sync-bot", secret)
+            over |= {"username": "sync-bot", "password_env": "SCIM_SECRET"}
+        elif scheme == "header":
+            f.auth, f.token = "header", secret
+            over |= {"auth_header": "X-API-Key", "token_env": "SCIM_SECRET"}
+        else:
+            f.oauth.client_secret = secret
+            over |= {
+                "token_url": f"{f.url}/oauth/token",
+                "client_id": "c",
+                "client_secret_env": "SCIM_SECRET",
+            }
+            if scheme == "refresh_token":
+                f.oauth.rotate, f.oauth.refresh_tokens = True, {"r0"}
+                over["refresh_token_env"] = "SCIM_REFRESH"
+                env["SCIM_REFRESH"] = "r0"
+        cfg = write_config(tmp_path, db_url, [provider(f, **over)])
+        rc, out, err = await syncd("check", "--config", cfg, env=env)
+        assert rc == 0, out + err
+        assert "credentials accepted" in line_of(out, "scim"), out
+        if scheme == "refresh_token":
+            token = await store.pool.fetchval(
+                "SELECT token FROM syncd.refresh_tokens WHERE provider = 'scim'"
+            )
+            assert token == f.oauth.issued_refresh[-1]
+        rc, out, err = await syncd("check", "--config", cfg, env={**env, "SCIM_SECRET": "wrong-secret"})
+        assert rc == 1, out + err
+        assert "FAILED: credentials rejected" in line_of(out, "scim"), out
+        assert "wrong-secret" not in out + err and secret not in out + err
