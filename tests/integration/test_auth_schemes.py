@@ -14,7 +14,7 @@ import pytest
 from syncd.http.oauth2 import fingerprint
 from syncd.testing.dialects import fake
 from syncd.testing.fake import FakeProvider
-from tests.integration.conftest import FAST
+from tests.integration.conftest import FAST, wait_for
 
 SECRET_ENV = "SYNCD_TEST_SECRET"
 REFRESH_ENV = "SYNCD_TEST_REFRESH"
@@ -325,3 +325,48 @@ async def test_a_token_env_is_still_a_bearer_token(ptype, store, make_config, en
         await store.add_targets(ptype, ids)
         assert (await engine.sync(ptype)).counts["created"] == 1
         assert f.oauth.grants == []
+
+
+async def test_one_rotation_at_a_time_per_provider_across_connections(store, db_url):
+    """The rotation lock: a second replica's refresh waits for the first's
+    (and then reads the token it saved); another provider's does not wait."""
+    from syncd.store import Store
+
+    peer = await Store.connect(db_url, min_size=1, max_size=2)
+    entered, release = asyncio.Event(), asyncio.Event()
+    holder: asyncio.Task[None] | None = None
+    waiter: asyncio.Task[str | None] | None = None
+    try:
+
+        async def first() -> None:
+            async with store.refresh_token_rotation("webex", "o") as slot:
+                entered.set()
+                await release.wait()
+                await slot.save("r1")
+
+        async def second() -> str | None:
+            async with peer.refresh_token_rotation("webex", "o") as slot:
+                return await slot.load()
+
+        holder = asyncio.create_task(first())
+        await asyncio.wait_for(entered.wait(), 5)
+        waiter = asyncio.create_task(second())
+        # another provider rotates meanwhile: not held up
+        async with peer.refresh_token_rotation("scim", "o") as other:
+            assert await other.load() is None
+        # the waiter waits on the lock (PostgreSQL says so), not on anything else
+        await wait_for(
+            lambda: store.pool.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ),
+            timeout=5,
+        )
+        assert not waiter.done()
+        release.set()
+        await asyncio.wait_for(holder, 5)
+        assert await asyncio.wait_for(waiter, 5) == "r1"
+    finally:
+        release.set()
+        await asyncio.gather(*(t for t in (holder, waiter) if t is not None), return_exceptions=True)
+        await peer.close()
