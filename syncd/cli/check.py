@@ -43,7 +43,7 @@ async def _check_provider(pc: ProviderBase, store: Store | None) -> bool:
     provider is not contacted, and a 429 the check gets is shared with the
     daemons (not waited out here)."""
     from syncd.providers.base import CheckFailed
-    from syncd.sync.credentials import attach_store
+    from syncd.sync.credentials import attach_store, rotates_refresh_tokens
     from syncd.sync.pauses import share_pause
     from syncd.sync.runtime import open_runtime
 
@@ -57,6 +57,13 @@ async def _check_provider(pc: ProviderBase, store: Store | None) -> bool:
         rt = open_runtime(pc)
     except ConfigError as exc:
         print(f"provider {pc.name}: FAILED: {exc}")
+        return False
+    if store is None and rotates_refresh_tokens(rt):
+        await rt.close()
+        print(
+            f"{label}: NOT CHECKED: the database is unreachable, and a refresh could rotate"
+            " the refresh token where the daemons would never read it"
+        )
         return False
     rt.client.policy = replace(rt.client.policy, max_rate_limit_waits=0, max_attempts=1)
     if store is not None:

@@ -166,9 +166,20 @@ class RefreshGrant(TokenFlow):
         rotated = doc.get("refresh_token")
         if isinstance(rotated, str) and rotated and rotated != token:
             register_secret(rotated)
-            # written before the access token is used: the old one may be revoked already
-            await slot.save(rotated)
+            # kept in memory first: if the store can't take it, this process can
+            # still refresh with it (and store the next one), as the old one may
+            # be revoked already
             self.current = rotated
+            try:
+                # written before the access token is used
+                await slot.save(rotated)
+            except StoreUnavailable:
+                log.error(
+                    "auth.refresh_token_not_stored",
+                    provider=self.provider,
+                    detail="the rotated refresh token lives in this process only until the next refresh",
+                )
+                raise
             log.info("auth.refresh_token_rotated", provider=self.provider)
         return doc["access_token"], _expires_in(doc)
 

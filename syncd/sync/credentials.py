@@ -30,3 +30,9 @@ def attach_store(runtime: ProviderRuntime, store: Store) -> None:
     auth = runtime.client.auth
     if isinstance(auth, RefreshGrant):
         auth.attach(StoredRefreshTokens(store, runtime.name, auth.origin))
+
+
+def rotates_refresh_tokens(runtime: ProviderRuntime) -> bool:
+    """The provider's auth is a refresh grant: it may rotate a token that
+    only the database can hand on to the daemons."""
+    return isinstance(runtime.client.auth, RefreshGrant)

@@ -20,7 +20,7 @@ from aiohttp import web
 from syncd.cli import EXIT_CONFIG
 from syncd.testing.dialects import fake
 from syncd.testing.fake import FakeProvider
-from tests.integration.conftest import TOKEN_ENV
+from tests.integration.conftest import TOKEN_ENV, free_port
 from tests.integration.test_cli import syncd
 
 TYPES = ["zitadel", "wacht", "fortanix", "webex", "scim"]
@@ -258,3 +258,23 @@ async def test_check_proves_each_auth_scheme_and_names_a_refusal(tmp_path, store
         assert rc == 1, out + err
         assert "FAILED: credentials rejected" in line_of(out, "scim"), out
         assert "wrong-secret" not in out + err and secret not in out + err
+
+
+async def test_check_without_the_database_does_not_rotate_a_refresh_token(tmp_path):
+    """A refresh the check made could rotate the token where no daemon reads
+    it (the old one revoked): without the database it is not checked."""
+    async with fake("scim") as f:
+        f.oauth.rotate, f.oauth.refresh_tokens = True, {"r0"}
+        over = {
+            "token_env": None,
+            "token_url": f"{f.url}/oauth/token",
+            "client_id": "c",
+            "client_secret_env": TOKEN_ENV,
+            "refresh_token_env": "SCIM_REFRESH",
+        }
+        down = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+        cfg = write_config(tmp_path, down, [provider(f, **over)])
+        rc, out, err = await syncd("check", "--config", cfg, env={TOKEN_ENV: f.token, "SCIM_REFRESH": "r0"})
+        assert rc == 1, out + err
+        assert "NOT CHECKED: the database is unreachable" in line_of(out, "scim"), out
+        assert f.oauth.grants == [] and f.oauth.refresh_tokens == {"r0"}

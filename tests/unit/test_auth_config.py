@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from syncd import config
-from syncd.errors import AuthError, ConfigError
+from syncd.errors import AuthError, ConfigError, StoreUnavailable, TransientError
 from syncd.http import BasicAuth, BearerToken, HeaderToken
 from syncd.http.oauth2 import ClientCredentials, MemoryRefreshTokens, OAuthClient, RefreshGrant, fingerprint
 from syncd.providers.auth import make_auth
@@ -134,3 +134,26 @@ async def test_a_refused_refresh_rereads_the_store_once() -> None:
     with pytest.raises(AuthError):
         await flow.obtain(None)  # type: ignore[arg-type]
     assert flow.used[-1] == "r2" and len(flow.used) == 4
+
+
+class UnwritableStore(MemoryRefreshTokens):
+    """Down for one write, then back."""
+
+    down = True
+
+    async def save(self, token: str) -> None:
+        if self.down:
+            self.down = False
+            raise StoreUnavailable("PostgreSQL unavailable: ConnectionRefusedError")
+        await super().save(token)
+
+
+async def test_a_rotated_token_the_store_cannot_take_is_kept_for_the_next_refresh() -> None:
+    flow = ScriptedGrant({"r0"})
+    store = UnwritableStore()
+    flow.attach(store)
+    with pytest.raises(TransientError, match="refresh token store unavailable"):
+        await flow.obtain(None)  # type: ignore[arg-type]
+    # r0 is revoked by now: the next refresh uses r1, not the configured r0
+    await flow.obtain(None)  # type: ignore[arg-type]
+    assert flow.used == ["r0", "r1"] and store.token == "r2"
