@@ -2,7 +2,9 @@
 PyPI (python-scim), run as a process of its `scim2-server` command
 (``python -m scim2_server.testserver.cli``) on 127.0.0.1 with a bearer
 token (``--bearer-token``; syncd's ``token_env``), its users created
-through its own SCIM API (``POST /Users``).
+through its own SCIM API (``POST /Users``). Its command checks nothing but
+bearer tokens, so HTTP Basic is tested through a tiny aiohttp reverse proxy
+in front of it (``basic_proxy``).
 
 What the server does, as these tests found it (0.8.3):
 
