@@ -24,6 +24,7 @@ from syncd.http import RetryPolicy
 from syncd.model.events import EVENT_NAMESPACE, event_id
 from syncd.store import Store
 from syncd.store.listener import Notifications, Subscription
+from syncd.sync.credentials import attach_store
 from syncd.sync.deletions import DeletionGuard
 from syncd.sync.dry_run import dry_run
 from syncd.sync.feed import FeedReport, walk_feed
@@ -108,6 +109,7 @@ class Engine:
             runtime = open_runtime(provider)
             runtime.gate.on_pause = share_pause(self.store, provider.name)
             metrics.PROVIDER_INTERVAL.labels(provider.name).set(provider.interval)
+            attach_store(runtime, self.store)
             self.runtimes[provider.name] = runtime
         if self._notifications is not None:
             await self._notifications.start()

@@ -72,6 +72,7 @@ async def _check_provider(pc: ProviderBase, store: Store | None) -> Verdict:
     provider is not contacted, and a 429 the check gets is shared with the
     daemons (not waited out here)."""
     from syncd.providers.base import CheckFailed
+    from syncd.sync.credentials import attach_store, rotates_refresh_tokens
     from syncd.sync.pauses import share_pause
     from syncd.sync.runtime import open_runtime
 
@@ -91,9 +92,18 @@ async def _check_provider(pc: ProviderBase, store: Store | None) -> Verdict:
         rt = open_runtime(pc)
     except ConfigError as exc:
         return verdict(f"provider {pc.name}: FAILED: {exc}", "failed", str(exc))
+    if store is None and rotates_refresh_tokens(rt):
+        await rt.close()
+        detail = (
+            "the database is unreachable, and a refresh could rotate"
+            " the refresh token where the daemons would never read it"
+        )
+        return verdict(f"{label}: NOT CHECKED: {detail}", "not_checked", detail)
     rt.client.policy = replace(rt.client.policy, max_rate_limit_waits=0, max_attempts=1)
     if store is not None:
         rt.gate.on_pause = share_pause(store, pc.name)
+        # a refresh rotated by the check is the daemons' newest token
+        attach_store(rt, store)
     try:
         proof = await rt.connection.check()
         return verdict(f"{label}: credentials accepted: {proof}", "ok", str(proof))

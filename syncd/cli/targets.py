@@ -69,6 +69,7 @@ async def cmd_targets(cfg: Config, args: argparse.Namespace) -> int:
 async def _add_found(store: Store, provider: ProviderBase, args: argparse.Namespace) -> int:
     """``--username``/``--email``: the one user the provider's search finds;
     none or several is an error that says so, and nothing is added."""
+    from syncd.sync.credentials import attach_store
     from syncd.sync.runtime import open_runtime
 
     command = f"syncd targets {args.action}"
@@ -78,6 +79,7 @@ async def _add_found(store: Store, provider: ProviderBase, args: argparse.Namesp
     by: SearchBy = "username" if args.username else "email"
     value = args.username or args.email
     runtime = open_runtime(provider)
+    attach_store(runtime, store)  # a refresh it rotates is the daemons' newest token
     try:
         user_id = await runtime.connection.find_user(by, value)
     except (UserNotFound, ProviderError) as exc:

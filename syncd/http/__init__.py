@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from syncd.http.auth import Auth, BearerToken, TokenFlow, basic_auth
+from syncd.http.auth import Auth, BasicAuth, BearerToken, HeaderToken, StaticHeader, TokenFlow, basic_auth
 from syncd.http.circuit import CircuitBreaker
 from syncd.http.client import ProviderClient
 from syncd.http.defaults import MAX_BODY
@@ -29,16 +29,19 @@ __all__ = [
     "RATE_LIMIT_STATUSES",
     "REDIRECT_STATUSES",
     "Auth",
+    "BasicAuth",
     "BearerToken",
     "CircuitBreaker",
     "ErrorDetail",
     "Gate",
+    "HeaderToken",
     "NotFoundCheck",
     "ProviderClient",
     "Request",
     "Response",
     "RetryAfter",
     "RetryPolicy",
+    "StaticHeader",
     "TokenFlow",
     "TokenState",
     "basic_auth",

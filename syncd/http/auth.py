@@ -1,4 +1,5 @@
-"""Credentials for a provider's requests: a static bearer token, or a token
+"""Credentials for a provider's requests: a static header (a bearer token,
+HTTP Basic, a token in a custom header), or a token
 flow (a token endpoint, its answers read by ``token_endpoint``) driven by
 the state machine in ``token_state``."""
 
@@ -44,11 +45,17 @@ class Auth(Protocol):
         ...
 
 
-class BearerToken:
+class StaticHeader:
+    """Credentials that never change: one header with a fixed value (a bearer
+    token, HTTP Basic, or a token in a header of the provider's own such as
+    ``X-API-Key``). A refusal can't be renewed away: it stops the pass."""
+
     renewable = False
 
-    def __init__(self, token: str) -> None:
-        self._header = {"Authorization": f"Bearer {token}"}
+    def __init__(self, name: str, value: str, *, label: str = "StaticHeader") -> None:
+        register_secret(value)
+        self._header = {name: value}
+        self._label = label
 
     async def headers(self, session: aiohttp.ClientSession) -> dict[str, str]:
         return self._header
@@ -62,8 +69,30 @@ class BearerToken:
     def refusal(self) -> AuthError | None:
         return None
 
-    def __repr__(self) -> str:  # never show the token
-        return "BearerToken(***)"
+    def __repr__(self) -> str:  # never show the credentials
+        return f"{self._label}(***)"
+
+
+class BearerToken(StaticHeader):
+    """``Authorization: Bearer <token>`` (RFC 6750 §2.1)."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__("Authorization", f"Bearer {token}", label="BearerToken")
+
+
+class BasicAuth(StaticHeader):
+    """``Authorization: Basic …`` (RFC 7617): django-scim2's and SCIMMY's scheme."""
+
+    def __init__(self, user: str, password: str) -> None:
+        super().__init__("Authorization", basic_auth(user, password), label="BasicAuth")
+
+
+class HeaderToken(StaticHeader):
+    """A static token as the whole value of a header of the provider's own
+    (``X-API-Key: <token>``, no ``Bearer`` prefix)."""
+
+    def __init__(self, header: str, token: str) -> None:
+        super().__init__(header, token, label="HeaderToken")
 
 
 class TokenFlow:

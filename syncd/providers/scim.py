@@ -1,4 +1,6 @@
-"""Any SCIM 2 server (RFC 7643/7644): ``GET {base_url}/Users/{id}``, bearer token.
+"""Any SCIM 2 server (RFC 7643/7644): ``GET {base_url}/Users/{id}``, with a
+bearer token, a token in a header of its own, HTTP Basic, or OAuth2 (client
+credentials, or a refresh token): ``syncd.providers.auth``.
 
 The SCIM core and enterprise mapping here is shared by the Webex adapter and
 Wacht's SCIM body shape, which are SCIM dialects.
@@ -25,15 +27,17 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator
 from yarl import URL
 
-from syncd.configbase import ProviderBase, need_token, read_secret
+from syncd.configbase import ProviderBase, read_secret
 from syncd.errors import ConfigError, MalformedResponse
 from syncd.http import Auth, BearerToken, Request
 from syncd.jsonutil import loads
 from syncd.model.identity import Email, Identity, primary_email
 from syncd.model.listing import Cursor, FeedPage, ListSettings, Page
+from syncd.providers.auth import AuthConfig
+from syncd.providers.auth import make_auth as scheme_auth
 from syncd.providers.base import ProviderType, SearchBy, has_value
 from syncd.providers.check import scim_list_answer, scim_list_request
 from syncd.providers.documents import as_count, describe, document, is_scim_not_found, json_kind, obj
@@ -60,16 +64,11 @@ def _filter_expression(value: str) -> str:
 ScimFilter = Annotated[str, AfterValidator(_filter_expression)]
 
 
-class ScimConfig(ProviderBase):
+class ScimConfig(AuthConfig):
     type: Literal["scim"]
     has_feed = True
     #: discovery's scope: a SCIM filter (``userType eq "Employee"``)
     discover_filter: ScimFilter | None = None
-
-    @model_validator(mode="after")
-    def _auth(self) -> ScimConfig:
-        need_token(self)
-        return self
 
 
 def scim_emails(doc: dict[str, Any]) -> tuple[Email, ...]:
@@ -151,9 +150,14 @@ def is_not_found(headers: Mapping[str, str], body: bytes) -> bool:
     return is_scim_not_found(headers, body)
 
 
-def make_auth(config: ProviderBase) -> Auth:
-    """A static bearer token (``token_env``/``token_file``)."""
+def bearer_auth(config: ProviderBase) -> Auth:
+    """A static bearer token (``token_env``/``token_file``): Wacht's only scheme."""
     return BearerToken(read_secret(config, "token_env", "token_file") or "")
+
+
+def make_auth(config: ScimConfig) -> Auth:
+    """The scheme configured (``syncd.providers.auth``)."""
+    return scheme_auth(config)
 
 
 class ScimUsers:

@@ -34,7 +34,7 @@ from syncd.jsonutil import loads
 from syncd.model.identity import Email, Identity
 from syncd.providers.base import ProviderType
 from syncd.providers.documents import document, json_error, obj, scim_error_404, status_is
-from syncd.providers.scim import ScimFilter, ScimUsers, make_auth, scim_fields
+from syncd.providers.scim import ScimFilter, ScimUsers, bearer_auth, scim_fields
 from syncd.providers.scim import error_detail as scim_error_detail
 from syncd.providers.urls import config_url
 
@@ -140,7 +140,7 @@ PROVIDER = ProviderType(
     name="wacht",
     config=WachtConfig,
     adapter=WachtAdapter,
-    make_auth=make_auth,
+    make_auth=bearer_auth,
     normalize=normalize,
     error_detail=error_detail,
     not_found=is_not_found,

@@ -9,8 +9,13 @@ Mapped like any SCIM 2 user (``syncd.providers.scim``), plus:
 | enterprise extension (employeeNumber, costCenter, organization, division, department, manager), Cisco extension (sipAddresses, managedOrgs, managedGroups, extensionAttributeN, externalAttributeN), nickName, title, timezone, addresses, photos, profileUrl, externalId | kept in ``raw`` |
 
 Auth: a static OAuth bearer, or the refresh-token grant against
-``{base_url}/v1/access_token`` (Webex may rotate the refresh token: the new
-one is kept in memory). Every error is logged with the ``TrackingID`` header.
+``{base_url}/v1/access_token`` (or ``token_url``), the client id and secret
+in the form (``token_auth = "post"``, what Webex asks for). Webex may rotate
+the refresh token and revoke the old one: the newest is kept in the database
+(``syncd.refresh_tokens``), shared by replicas and read by the next process.
+The other schemes of ``syncd.providers.auth`` (Basic, a custom header) are
+there for a proxy in front of it. Every error is logged with the
+``TrackingID`` header.
 """
 
 from __future__ import annotations
@@ -18,15 +23,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-import aiohttp
-from pydantic import AfterValidator, model_validator
+from pydantic import AfterValidator
 
-from syncd.configbase import ProviderBase, at_most_one, need_token, path_segment_id, read_secret
-from syncd.http import Auth, TokenFlow
+from syncd.configbase import path_segment_id
+from syncd.http import Auth
 from syncd.jsonutil import loads
-from syncd.logs import register_secret
 from syncd.model.identity import Identity
-from syncd.providers import scim
+from syncd.providers.auth import AuthConfig
+from syncd.providers.auth import make_auth as scheme_auth
 from syncd.providers.base import ProviderType
 from syncd.providers.documents import document, is_scim_not_found, obj
 from syncd.providers.scim import ScimFeed, ScimFilter, scim_fields
@@ -36,30 +40,17 @@ from syncd.providers.urls import config_url
 CISCO = "urn:scim:schemas:extension:cisco:webexidentity:2.0:User"
 
 
-class WebexConfig(ProviderBase):
+class WebexConfig(AuthConfig):
     type: Literal["webex"]
     has_feed = True
+    #: the integration's token endpoint, and how Webex reads the client's credentials
+    default_token_path = "/v1/access_token"
+    default_token_auth = "post"
+    #: Webex integrations have the refresh grant only (no client credentials)
+    refresh_grant_only = True
     #: discovery\'s scope: a SCIM filter (``userType eq "Employee"``)
     discover_filter: ScimFilter | None = None
     org_id: Annotated[str, AfterValidator(path_segment_id)]
-    client_id: str | None = None
-    client_secret_env: str | None = None
-    client_secret_file: str | None = None
-    refresh_token_env: str | None = None
-    refresh_token_file: str | None = None
-
-    @model_validator(mode="after")
-    def _auth(self) -> WebexConfig:
-        at_most_one(self, "client_secret_env", "client_secret_file")
-        at_most_one(self, "refresh_token_env", "refresh_token_file")
-        if self.client_id is not None:
-            if not (self.client_secret_env or self.client_secret_file):
-                raise ValueError("client_id needs client_secret_env or client_secret_file")
-            if not (self.refresh_token_env or self.refresh_token_file):
-                raise ValueError("client_id needs refresh_token_env or refresh_token_file")
-        else:
-            need_token(self)
-        return self
 
 
 def normalize(doc: Any) -> Identity:
@@ -100,37 +91,9 @@ def is_not_found(headers: Mapping[str, str], body: bytes) -> bool:
     return is_scim_not_found(headers, body)
 
 
-class RefreshToken(TokenFlow):
-    """OAuth refresh-token grant (Webex integrations' access tokens live ~14 days)."""
-
-    def __init__(self, config: WebexConfig) -> None:
-        super().__init__(config.name)
-        self.url = f"{config.base_url}/v1/access_token"
-        self.client_id = config.client_id or ""
-        self.secret = read_secret(config, "client_secret_env", "client_secret_file") or ""
-        self.refresh = read_secret(config, "refresh_token_env", "refresh_token_file") or ""
-
-    async def obtain(self, session: aiohttp.ClientSession) -> tuple[str, float | None]:
-        doc = await self.post_token(
-            session,
-            self.url,
-            data={
-                "grant_type": "refresh_token",
-                "client_id": self.client_id,
-                "client_secret": self.secret,
-                "refresh_token": self.refresh,
-            },
-        )
-        if doc.get("refresh_token"):
-            self.refresh = doc["refresh_token"]
-            register_secret(self.refresh)
-        return doc["access_token"], doc.get("expires_in")
-
-
 def make_auth(config: WebexConfig) -> Auth:
-    if config.client_id:
-        return RefreshToken(config)
-    return scim.make_auth(config)
+    """The scheme configured: with ``client_id``, the refresh-token grant."""
+    return scheme_auth(config)
 
 
 class WebexAdapter(ScimFeed):

@@ -17,6 +17,7 @@ from syncd.store.migrator import Migration, Migrations, migrations, migrations_d
 from syncd.store.mirror import Mirror
 from syncd.store.outbox import Outbox
 from syncd.store.provider_state import PAUSE_CLEARED, PauseState, ProviderState
+from syncd.store.refresh_tokens import RefreshTokens, RefreshTokenSlot
 from syncd.store.runs import RUN_COUNTS, Runs
 from syncd.store.server import recreate_database
 from syncd.store.status import Status
@@ -34,6 +35,7 @@ class Store(
     Outbox,
     Export,
     ProviderState,
+    RefreshTokens,
     Status,
     Listener,
 ):
@@ -52,6 +54,7 @@ __all__ = [
     "Migration",
     "MirrorCounts",
     "PauseState",
+    "RefreshTokenSlot",
     "Store",
     "TargetUpdates",
     "migrations",

@@ -18,13 +18,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 from aiohttp import web
 
 from syncd import jsonutil
+from syncd.http.auth import basic_auth
 from syncd.testing.fake_listing import ListingQuirks
+from syncd.testing.fake_oauth import FakeOAuth
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -146,6 +148,14 @@ class FakeProvider:
     etag_of: Callable[[str], str | None] | None = None
     #: 304 Not Modified answers the SCIM dialects gave to a matching If-None-Match
     not_modified: int = 0
+    #: the credentials the provider takes: "bearer" (``token`` or a token its
+    #: token endpoint issued), "basic" (``basic``: user and password), or
+    #: "header" (``token`` as the whole value of the ``api_key_header``)
+    auth: Literal["bearer", "basic", "header"] = "bearer"
+    basic: tuple[str, str] = ("syncd", "fake-password")
+    api_key_header: str = "X-API-Key"
+    #: its OAuth 2.0 token endpoint (the dialects that have one)
+    oauth: FakeOAuth = field(default_factory=FakeOAuth)
     _budget: RequestBudget | None = None
     url: str = ""
     _runner: web.AppRunner | None = None
@@ -331,6 +341,10 @@ class FakeProvider:
     # -- helpers for dialects -------------------------------------------------------
     def authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
+        if self.auth == "basic":
+            return header == basic_auth(*self.basic)
+        if self.auth == "header":
+            return request.headers.get(self.api_key_header) == self.token
         if not header.startswith("Bearer "):
             return False
         token = header[len("Bearer ") :]

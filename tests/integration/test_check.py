@@ -20,7 +20,7 @@ from aiohttp import web
 from syncd.cli import EXIT_CONFIG
 from syncd.testing.dialects import fake
 from syncd.testing.fake import FakeProvider
-from tests.integration.conftest import TOKEN_ENV
+from tests.integration.conftest import TOKEN_ENV, free_port
 from tests.integration.test_cli import syncd
 
 TYPES = ["zitadel", "wacht", "fortanix", "webex", "scim"]
@@ -235,3 +235,65 @@ async def test_a_server_that_chokes_on_count_still_passes_by_the_plain_list(
     # a refused token is refused by the other probe too: not hidden by the fallback
     rc, out, err = await syncd("check", "--config", cfg, env={TOKEN_ENV: "wrong-token"})
     assert rc == 1 and "FAILED: credentials rejected" in line_of(out, ptype), out + err
+
+
+@pytest.mark.parametrize("scheme", ["basic", "header", "client_credentials", "refresh_token"])
+async def test_check_proves_each_auth_scheme_and_names_a_refusal(tmp_path, store, db_url, scheme):
+    """`syncd check` with each scheme of a generic SCIM server (issue #17):
+    accepted with the right secret, "credentials rejected" with a wrong one;
+    a refresh token the check rotates is stored for the daemons."""
+    secret = "the-right-secret"
+    env = {"SCIM_SECRET": secret}
+    async with fake("scim") as f:
+        f.seed(2)
+        over: dict[str, Any] = {"token_env": None}
+        if scheme == "basic":
+            f.auth, f.basic = "basic", ("sync-bot", secret)
+            over |= {"username": "sync-bot", "password_env": "SCIM_SECRET"}
+        elif scheme == "header":
+            f.auth, f.token = "header", secret
+            over |= {"auth_header": "X-API-Key", "token_env": "SCIM_SECRET"}
+        else:
+            f.oauth.client_secret = secret
+            over |= {
+                "token_url": f"{f.url}/oauth/token",
+                "client_id": "c",
+                "client_secret_env": "SCIM_SECRET",
+            }
+            if scheme == "refresh_token":
+                f.oauth.rotate, f.oauth.refresh_tokens = True, {"r0"}
+                over["refresh_token_env"] = "SCIM_REFRESH"
+                env["SCIM_REFRESH"] = "r0"
+        cfg = write_config(tmp_path, db_url, [provider(f, **over)])
+        rc, out, err = await syncd("check", "--config", cfg, env=env)
+        assert rc == 0, out + err
+        assert "credentials accepted" in line_of(out, "scim"), out
+        if scheme == "refresh_token":
+            token = await store.pool.fetchval(
+                "SELECT token FROM syncd.refresh_tokens WHERE provider = 'scim'"
+            )
+            assert token == f.oauth.issued_refresh[-1]
+        rc, out, err = await syncd("check", "--config", cfg, env={**env, "SCIM_SECRET": "wrong-secret"})
+        assert rc == 1, out + err
+        assert "FAILED: credentials rejected" in line_of(out, "scim"), out
+        assert "wrong-secret" not in out + err and secret not in out + err
+
+
+async def test_check_without_the_database_does_not_rotate_a_refresh_token(tmp_path):
+    """A refresh the check made could rotate the token where no daemon reads
+    it (the old one revoked): without the database it is not checked."""
+    async with fake("scim") as f:
+        f.oauth.rotate, f.oauth.refresh_tokens = True, {"r0"}
+        over = {
+            "token_env": None,
+            "token_url": f"{f.url}/oauth/token",
+            "client_id": "c",
+            "client_secret_env": TOKEN_ENV,
+            "refresh_token_env": "SCIM_REFRESH",
+        }
+        down = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+        cfg = write_config(tmp_path, down, [provider(f, **over)])
+        rc, out, err = await syncd("check", "--config", cfg, env={TOKEN_ENV: f.token, "SCIM_REFRESH": "r0"})
+        assert rc == 1, out + err
+        assert "NOT CHECKED: the database is unreachable" in line_of(out, "scim"), out
+        assert f.oauth.grants == [] and f.oauth.refresh_tokens == {"r0"}

@@ -2,7 +2,9 @@
 PyPI (python-scim), run as a process of its `scim2-server` command
 (``python -m scim2_server.testserver.cli``) on 127.0.0.1 with a bearer
 token (``--bearer-token``; syncd's ``token_env``), its users created
-through its own SCIM API (``POST /Users``).
+through its own SCIM API (``POST /Users``). Its command checks nothing but
+bearer tokens, so HTTP Basic is tested through a tiny aiohttp reverse proxy
+in front of it (``basic_proxy``).
 
 What the server does, as these tests found it (0.8.3):
 
@@ -39,12 +41,14 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from scim2_server.utils import load_default_service_provider_config
 
 from syncd import config as config_mod
 from syncd.config import Config
 from syncd.discovery.listing import Verdict
 from syncd.engine import Engine
+from syncd.http import basic_auth
 from syncd.model.listing import Page
 from syncd.providers.listing import list_settings
 from syncd.providers.scim import is_not_found
@@ -405,3 +409,97 @@ async def test_a_directory_changing_under_the_listing_is_refused_until_it_holds_
     report = await engine.discover("corp")
     assert report.verdict is Verdict.COMPLETE and report.listed == N - 1, report.reason
     assert await target_ids(store) == set(ids) - set(deleted)
+
+
+# -- HTTP Basic (issue #17) --------------------------------------------------------------------
+# scim2-server's command accepts static bearer tokens only (``--bearer-token``;
+# its ServiceProviderConfig can announce ``httpbasic``, but the command checks
+# nothing but bearer tokens). So Basic is put in front of it: a tiny aiohttp
+# reverse proxy that takes ``Authorization: Basic`` (RFC 7617), as django-scim2
+# or SCIMMY deployments do, and forwards to the server with its bearer token.
+BASIC = ("sync-bot", "pa:ss wörd")
+
+
+@pytest.fixture
+async def basic_proxy() -> AsyncIterator[Callable[[Scim2Server], Awaitable[str]]]:
+    runners: list[web.AppRunner] = []
+    session = aiohttp.ClientSession(auto_decompress=False)
+
+    async def start(server: Scim2Server) -> str:
+        async def forward(request: web.Request) -> web.StreamResponse:
+            if request.headers.get("Authorization") != basic_auth(*BASIC):
+                return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="SCIM"'})
+            path = request.match_info["path"]
+            headers = {"Authorization": f"Bearer {TOKEN}", "Accept": request.headers.get("Accept", "*/*")}
+            if request.content_type:
+                headers["Content-Type"] = request.content_type
+            async with session.request(
+                request.method,
+                f"{server.url}/{path}",
+                params=request.query,
+                data=await request.read(),
+                headers=headers,
+                allow_redirects=False,
+            ) as r:
+                body = await r.read()
+                return web.Response(
+                    status=r.status, body=body, headers={"Content-Type": r.headers["Content-Type"]}
+                )
+
+        app = web.Application()
+        app.router.add_route("*", "/v2/{path:.*}", forward)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{port}/v2"
+
+    try:
+        yield start
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+        await session.close()
+
+
+async def test_basic_auth_through_a_proxy_mirrors_the_users_and_a_wrong_password_stops(
+    scim2_server, basic_proxy, scim_config, store, engine_for, monkeypatch
+):
+    server = await scim2_server()
+    ids = await server.create_many(12)
+    url = await basic_proxy(server)
+    monkeypatch.setenv("SCIM_PASSWORD", BASIC[1])
+    proxied = Scim2Server(server.proc, url, server.session)
+    cfg = scim_config(proxied, token_env=None, username=BASIC[0], password_env="SCIM_PASSWORD")
+    engine = await engine_for(cfg)
+    assert "a SCIM ListResponse (12 user(s))" in await engine.runtime("corp").connection.check()
+    report = await engine.discover("corp")
+    assert report.verdict is Verdict.COMPLETE and report.listed == 12, report.reason
+    synced = await engine.sync("corp")
+    assert (synced.counts["created"], synced.counts["failed"]) == (12, 0)
+    assert await mirrored(store) == set(ids)
+
+    # the password is changed on the server's side: the pass stops, no one is deleted
+    monkeypatch.setenv("SCIM_PASSWORD", "not-the-password")
+    await engine.close()
+    engine = await engine_for(
+        scim_config(proxied, token_env=None, username=BASIC[0], password_env="SCIM_PASSWORD")
+    )
+    await store.pool.execute("UPDATE syncd.targets SET next_sync_at = now()")
+    refused = await engine.sync("corp")
+    assert refused.status == "failed" and "credentials" in (refused.error or ""), refused
+    assert refused.counts["deleted"] == 0
+    assert await mirrored(store) == set(ids)
+
+
+async def test_a_bearer_token_mirrors_the_users_of_the_real_server(
+    scim2_server, scim_config, store, engine_for
+):
+    server = await scim2_server()
+    ids = await server.create_many(5)
+    engine = await engine_for(scim_config(server))
+    await store.add_targets("corp", ids)
+    synced = await engine.sync("corp")
+    assert (synced.counts["created"], synced.counts["failed"]) == (5, 0)
+    assert await mirrored(store) == set(ids)

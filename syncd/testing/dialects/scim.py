@@ -14,6 +14,7 @@ from aiohttp import web
 from syncd import jsonutil
 from syncd.testing.fake import FakeProvider
 from syncd.testing.fake_listing import page, scim_filter, scim_matches
+from syncd.testing.fake_oauth import rfc_error
 from syncd.timeutil import parse_rfc3339
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -200,7 +201,12 @@ class ScimDialect:
     type = "scim"
 
     def routes(self, fake: FakeProvider) -> list[web.RouteDef]:
-        return scim_routes(fake, "/Users")
+        async def token(request: web.Request) -> web.Response:
+            """An OAuth 2.0 token endpoint (``fake.oauth``), as a SCIM server
+            behind an authorization server has one (RFC 6749 §5.2 errors)."""
+            return await fake.oauth.handle(fake, request, rfc_error)
+
+        return [*scim_routes(fake, "/Users"), web.post("/oauth/token", token)]
 
     def make_user(self, n: int) -> dict[str, Any]:
         return scim_user(n, "https://scim.example")

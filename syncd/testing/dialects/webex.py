@@ -11,6 +11,17 @@ from syncd.testing.dialects.scim import CISCO, CORE, ENTERPRISE, bump, scim_erro
 from syncd.testing.fake import FakeProvider
 
 
+def webex_token_error(status: int, code: str, description: str) -> web.Response:
+    """Webex's error shape: ``{"message", "errors": [{"description"}], "trackingId"}``."""
+    body = {
+        "message": "Invalid client credentials" if code == "invalid_client" else f"{code}: {description}",
+        "errors": [{"description": description}],
+        "trackingId": "FAKE_TRACKING",
+    }
+    # Webex answers a bad client or grant with 400 (its reference's "Bad Request")
+    return web.json_response(body, status=400)
+
+
 class WebexDialect:
     """Webex Identity SCIM: core + enterprise + Cisco extension, Webex errors,
     ``TrackingID`` headers and the refresh-token endpoint."""
@@ -22,22 +33,8 @@ class WebexDialect:
 
     def routes(self, fake: FakeProvider) -> list[web.RouteDef]:
         async def access_token(request: web.Request) -> web.Response:
-            form = await request.post()
-            if form.get("grant_type") != "refresh_token" or form.get("client_secret") != fake.token:
-                body = {
-                    "message": "Invalid client credentials",
-                    "errors": [{"description": "bad client"}],
-                    "trackingId": "FAKE_TRACKING",
-                }
-                return web.json_response(body, status=400)
-            return web.json_response(
-                {
-                    "access_token": fake.issue_token(),
-                    "expires_in": fake.token_lifetime,
-                    "refresh_token": form.get("refresh_token"),
-                    "refresh_token_expires_in": 7776000,
-                }
-            )
+            # Webex reads the client's id and secret in the form (RFC 6749 §2.3.1 "post")
+            return await fake.oauth.handle(fake, request, webex_token_error)
 
         routes = scim_routes(fake, f"/identity/scim/{self.org_id}/v2/Users")
         return [*routes, web.post("/v1/access_token", access_token)]
