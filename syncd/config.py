@@ -8,16 +8,29 @@ lines an operator can act on. Secrets are only ever *references*
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from syncd.configbase import Durations, Model, ProviderBase, Seconds, read_secret, remember
-from syncd.errors import ConfigError
+from syncd.configbase import (
+    ANY,
+    CADENCE,
+    POLL,
+    Durations,
+    Model,
+    ProviderBase,
+    Seconds,
+    durations,
+    listen_address,
+    read_secret,
+    remember,
+)
+from syncd.errors import ConfigError, ConfigNotFound, UnknownProvider
 from syncd.providers.registry import PROVIDER_TYPES, REGISTRY
 
 DEFAULT_CONFIG = "syncd.toml"
@@ -27,11 +40,34 @@ class DatabaseConfig(Model):
     url: str | None = None
     #: a file holding the URL (systemd LoadCredential=, a mounted Secret)
     url_file: str | None = None
+    #: the embedded PostgreSQL under ``state_dir``: true asks for it, false
+    #: refuses it; unset, it is used when the config file names no URL
+    embedded: bool | None = None
     pool_min: int = Field(default=1, ge=0)
     pool_max: int = Field(default=10, ge=1)
 
+    @model_validator(mode="after")
+    def _one_database(self) -> DatabaseConfig:
+        if self.embedded and (self.url or self.url_file):
+            given = "url" if self.url else "url_file"
+            raise ValueError(f"set {given} or embedded = true, not both")
+        if self.embedded is False and not (self.url or self.url_file):
+            raise ValueError("embedded = false needs a url (or url_file, or $SYNCD_DATABASE_URL)")
+        return self
+
+    @property
+    def uses_embedded(self) -> bool:
+        return not (self.url or self.url_file)
+
+    def embedded_reason(self, source: str) -> str:
+        """Why the embedded PostgreSQL is used, for ``embedded.announce``."""
+        if self.embedded:
+            return f"[database] embedded = true in {source}"
+        return f"{source} names no [database] url, nor $SYNCD_DATABASE_URL"
+
     def resolved_url(self) -> str | None:
-        """The URL, reading ``url_file`` if that is how it was given."""
+        """The URL, reading ``url_file`` if that is how it was given; None
+        for the embedded PostgreSQL."""
         if self.url or not self.url_file:
             return self.url
         path = Path(os.path.expandvars(os.path.expanduser(self.url_file)))
@@ -42,7 +78,14 @@ class DatabaseConfig(Model):
 
 
 class SyncConfig(Durations):
-    _duration_fields = ("lease", "delete_confirm_after", "error_retry")
+    _duration_fields: ClassVar[Mapping[str, float]] = {
+        # renewed every third of itself while a pass runs
+        "lease": CADENCE,
+        "delete_confirm_after": CADENCE,
+        # doubles on every failure: zero would stay zero
+        "error_retry": POLL / 10,
+    }
+    _durations = durations(*_duration_fields)
     #: targets leased per round trip
     batch_size: int = Field(default=500, ge=1, le=10_000)
     #: how long a replica holds a leased target before others may take it
@@ -65,11 +108,18 @@ class SyncConfig(Durations):
 
 
 class DaemonConfig(Durations):
-    _duration_fields = ("shutdown_grace", "poll_interval")
+    _duration_fields: ClassVar[Mapping[str, float]] = {"shutdown_grace": ANY, "poll_interval": POLL}
+    _durations = durations(*_duration_fields)
+    #: HOST:PORT; a port alone is 127.0.0.1:PORT (see ``listen_address``)
     listen: str = "127.0.0.1:9464"
     shutdown_grace: Seconds = 30.0
     poll_interval: Seconds = 1.0
     replica: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        return listen_address(v)
 
 
 class LoggingConfig(Model):
@@ -80,9 +130,10 @@ class LoggingConfig(Model):
 class OutboxConfig(Durations):
     """Retention the daemon applies itself (no cron job needed)."""
 
-    _duration_fields = ("retention",)
+    _duration_fields: ClassVar[Mapping[str, float]] = {"retention": CADENCE}
+    _durations = durations(*_duration_fields)
     #: delete events older than this (and finished sync runs); None: keep all
-    retention: Annotated[float, Field(gt=0)] | None = None
+    retention: float | None = None
     #: how consumers read the outbox: "claim" (they mark rows processed: only
     #: processed events are pruned) or "stream" (Debezium or another logical
     #: replication reader, which marks none: events are pruned by age alone)
@@ -110,6 +161,9 @@ class Config(Model):
 
     #: where this config came from, for messages
     source: str = Field(default="<defaults>", exclude=True)
+    #: what the operator should know about how it was loaded (an unknown
+    #: ``SYNCD_*`` variable), one line each
+    notes: tuple[str, ...] = Field(default=(), exclude=True)
 
     @field_validator("providers")
     @classmethod
@@ -126,7 +180,7 @@ class Config(Model):
             if p.name == name:
                 return p
         known = ", ".join(p.name for p in self.providers) or "none configured"
-        raise ConfigError(f"{self.source}: no provider named {name!r} (known: {known})")
+        raise UnknownProvider(f"no provider named {name!r} in {self.source} (known: {known})")
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {
@@ -137,23 +191,66 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "outbox": OutboxConfig,
 }
 #: short aliases operators expect
-_ENV_ALIASES = {"SYNCD_LISTEN": ("daemon", "listen"), "SYNCD_REPLICA": ("daemon", "replica")}
+_ENV_ALIASES = {
+    "SYNCD_LISTEN": ("daemon", "listen"),
+    "SYNCD_REPLICA": ("daemon", "replica"),
+    "SYNCD_LOG_LEVEL": ("logging", "level"),
+    "SYNCD_LOG_FORMAT": ("logging", "format"),
+}
+#: read elsewhere, not a config key
+_ENV_OTHER = ("SYNCD_CONFIG", "SYNCD_STATE_DIR")
+#: the test suite's own (``SYNCD_TEST_DATABASE_URL``, tokens of the fakes)
+_ENV_IGNORED_PREFIXES = ("SYNCD_TEST_",)
 
 
-def _env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+def env_variables() -> dict[str, tuple[str, str]]:
+    """Every ``SYNCD_*`` variable that sets a config key: name → (section, key)."""
+    out = {
+        f"SYNCD_{section.upper()}_{key.upper()}": (section, key)
+        for section, model in _SECTIONS.items()
+        for key in model.model_fields
+    }
+    out.update(_ENV_ALIASES)
+    return out
+
+
+def _env_overrides(
+    data: dict[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
     """``SYNCD_<SECTION>_<KEY>`` overrides ``[section] key`` (systemd and
-    Kubernetes set environment, not flags)."""
-    for section, model in _SECTIONS.items():
-        for key in model.model_fields:
-            env = f"SYNCD_{section.upper()}_{key.upper()}"
-            if env in environ:
-                data.setdefault(section, {})[key] = environ[env]
-    for env, (section, key) in _ENV_ALIASES.items():
+    Kubernetes set environment, not flags). Also returns which variable set
+    which key, so an error names the variable, not the file."""
+    origin: dict[tuple[str, ...], str] = {}
+    for env, (section, key) in env_variables().items():
         if env in environ:
             data.setdefault(section, {})[key] = environ[env]
+            origin[(section, key)] = env
     if "SYNCD_STATE_DIR" in environ:
         data["state_dir"] = environ["SYNCD_STATE_DIR"]
-    return data
+        origin[("state_dir",)] = "SYNCD_STATE_DIR"
+    return data, origin
+
+
+def unknown_env(environ: Mapping[str, str], referenced: set[str]) -> list[str]:
+    """A line for each ``SYNCD_*`` variable syncd does not read (a typo makes
+    an override silently do nothing); names a config references (``token_env
+    = "SYNCD_CORP_TOKEN"``) are known."""
+    known = [*env_variables(), *_ENV_OTHER]
+    lines = []
+    for name in sorted(environ):
+        if (
+            not name.startswith("SYNCD_")
+            or name in known
+            or name in referenced
+            or name.startswith(_ENV_IGNORED_PREFIXES)
+        ):
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        lines.append(
+            f"unknown environment variable {name}, ignored ({hint}known: {', '.join(sorted(known))})"
+        )
+    return lines
 
 
 def default_path(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
@@ -167,35 +264,69 @@ def default_path(environ: Mapping[str, str] | None = None) -> tuple[str, bool]:
 def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Read, override from the environment, and validate a config file.
 
-    A missing *default* ``./syncd.toml`` is an empty config (so ``migrate``
-    works with only ``$SYNCD_DATABASE_URL``); a missing named file is an error.
+    The file is ``path`` (``--config``), else ``$SYNCD_CONFIG``, else
+    ``./syncd.toml``; none there is an error naming where it looked (without
+    one, syncd used to start an embedded PostgreSQL in whatever directory it
+    ran in), unless ``$SYNCD_DATABASE_URL`` names the database (the
+    environment is then the whole config). A file that names no database URL
+    gets the embedded PostgreSQL.
     """
     environ = os.environ if environ is None else environ
-    explicit = path is not None
-    if path is None:
-        path, explicit = default_path(environ)
-    p = Path(path)
-    data: dict[str, Any] = {}
-    if p.exists():
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
-        except OSError as exc:
-            raise ConfigError(f"{p}: cannot read: {exc.strerror}") from exc
-    elif explicit:
-        raise ConfigError(f"{p}: config file not found")
-    return from_dict(_env_overrides(data, environ), source=str(p))
+    if path is not None:
+        p, how = Path(path), "--config"
+    elif environ.get("SYNCD_CONFIG"):
+        p, how = Path(environ["SYNCD_CONFIG"]), "$SYNCD_CONFIG"
+    else:
+        p, how = Path(DEFAULT_CONFIG), ""
+    if not p.is_file() and not how and environ.get("SYNCD_DATABASE_URL"):
+        # no file anywhere, but a database named in the environment (a
+        # Kubernetes Job's `syncd migrate`): the defaults, overridden from it
+        data, origin = _env_overrides({}, environ)
+        return from_dict(data, source="<environment>", origin=origin)
+    if not p.is_file():
+        raise ConfigNotFound(_not_found(p, how))
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from exc
+    data, origin = _env_overrides(data, environ)
+    cfg = from_dict(data, source=str(p), origin=origin)
+    referenced = {
+        str(getattr(pc, key))
+        for pc in cfg.providers
+        for key in type(pc).model_fields
+        if key.endswith("_env") and getattr(pc, key)
+    }
+    notes = unknown_env(environ, referenced)
+    return cfg.model_copy(update={"notes": tuple(notes)}) if notes else cfg
 
 
-def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
+def _not_found(p: Path, how: str) -> str:
+    state = "a directory" if p.is_dir() else "not found"
+    if how:
+        return f"config file not found: {p} ({how}: {state})"
+    return (
+        f"no config file: looked at --config (not given), $SYNCD_CONFIG (not set), ./{p} ({state}).\n"
+        "Write one (README.md, section Configuration; one without a [database] url uses an embedded "
+        "PostgreSQL under state_dir) or name it with --config PATH. `syncd demo` needs none."
+    )
+
+
+def from_dict(
+    data: Mapping[str, Any], source: str = "<dict>", origin: Mapping[tuple[str, ...], str] | None = None
+) -> Config:
+    """Validate a config; ``origin`` maps keys set by the environment to their variable."""
     try:
         return Config.model_validate({**data, "source": source})
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, data, source)) from None
+        raise ConfigError(_describe(exc, data, source, origin or {})) from None
 
 
-def _describe(exc: ValidationError, data: Mapping[str, Any], source: str) -> str:
+def _describe(
+    exc: ValidationError, data: Mapping[str, Any], source: str, origin: Mapping[tuple[str, ...], str]
+) -> str:
     lines = []
     for err in exc.errors():
         loc = list(err["loc"])
@@ -210,7 +341,12 @@ def _describe(exc: ValidationError, data: Mapping[str, Any], source: str) -> str
             msg = f"unknown provider type (use one of: {', '.join(PROVIDER_TYPES)})"
         elif err["type"] == "union_tag_not_found":
             msg = f"missing 'type' (one of: {', '.join(PROVIDER_TYPES)})"
-        lines.append(f"{source}: {key}: {msg}")
+        path = tuple(str(part) for part in loc)
+        env = origin.get(path[:2]) or origin.get(path[:1])
+        if env:
+            lines.append(f"${env}: {msg} (environment variable, overrides {key} in {source})")
+        else:
+            lines.append(f"{source}: {key}: {msg}")
     return "\n".join(lines)
 
 
@@ -241,6 +377,7 @@ __all__ = [
     "ProviderConfig",
     "SyncConfig",
     "default_path",
+    "env_variables",
     "from_dict",
     "load",
     "read_secret",

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from syncd.errors import ConfigError
 from syncd.http import defaults
@@ -26,29 +28,123 @@ NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
 
 class Model(BaseModel):
+    """Strict about keys; a value for a ``Literal`` field (``level``, ``format``,
+    ``refresh``) is read in any case: ``SYNCD_LOGGING_LEVEL=DEBUG`` is ``debug``."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _any_case_words(cls, data: Any) -> Any:
+        words = _literal_fields(cls)
+        if isinstance(data, Mapping) and any(isinstance(data.get(k), str) for k in words):
+            data = {k: v.strip().lower() if k in words and isinstance(v, str) else v for k, v in data.items()}
+        return data
+
+
+@cache
+def _literal_fields(cls: type[BaseModel]) -> frozenset[str]:
+    """The fields of ``cls`` whose values are a fixed set of lower-case words."""
+    return frozenset(
+        name
+        for name, field in cls.model_fields.items()
+        if get_origin(field.annotation) is Literal
+        and all(isinstance(a, str) and a == a.lower() for a in get_args(field.annotation))
+    )
 
 
 Seconds = Annotated[float, Field(ge=0)]
 
+#: floors of durations (seconds). A cadence (how often syncd asks a provider,
+#: or the database, for something) is at least a second: "0s" is a storm of
+#: requests. Polling loops that tests and the demo run fast, at least 100 ms.
+#: Timeouts, backoffs and caps only need to be more than nothing (0 means
+#: "none" or "at once" to the code using them); a millisecond is the floor.
+CADENCE = 1.0
+POLL = 0.1
+POSITIVE = 0.001
+ANY = 0.0
+
 
 class Durations(Model):
-    """Fields listed in ``_duration_fields`` accept '15m'-style strings."""
+    """Fields named in ``_duration_fields`` (with their floor, in seconds)
+    take '15m'-style strings; a subclass checks them with
+    ``_durations = durations(*_duration_fields)``. A unit is required:
+    ``interval = 15`` could mean seconds or minutes, so it is an error that
+    shows what to write."""
 
-    _duration_fields: tuple[str, ...] = ()
+    _duration_fields: ClassVar[Mapping[str, float]] = {}
 
-    @model_validator(mode="before")
-    @classmethod
-    def _parse_durations(cls, data: Any) -> Any:
-        if isinstance(data, Mapping):
-            data = dict(data)
-            for key in cls._duration_fields.default:  # type: ignore[attr-defined]
-                if key in data and data[key] is not None:
-                    try:
-                        data[key] = parse_duration(data[key])
-                    except (ValueError, TypeError) as exc:
-                        raise ValueError(f"{key}: {exc}") from None
-        return data
+
+def durations(*fields: str) -> Any:
+    """The validator of a ``Durations`` class's duration fields (one per
+    field, so an error names its key, and the environment variable that set it)."""
+
+    def parse(cls: type[Durations], v: Any, info: ValidationInfo) -> Any:
+        if v is None:
+            return v
+        return config_duration(v, cls._duration_fields[info.field_name or ""])
+
+    return field_validator(*fields, mode="before")(parse)
+
+
+def config_duration(value: Any, floor: float) -> float:
+    """A duration from the config: a string with a unit, at least ``floor``."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError('expected a duration with a unit, like "30s" or "15m"')
+    text = str(value).strip()
+    if isinstance(value, int | float) or _BARE_NUMBER.match(text):
+        raise ValueError(f'a duration needs a unit: write "{text}s" (or "{text}m", "{text}h")')
+    seconds = parse_duration(text)
+    if seconds < floor:
+        raise ValueError(f"must be at least {format_seconds(floor)} (got {text!r})")
+    return seconds
+
+
+_BARE_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def format_seconds(seconds: float) -> str:
+    """A floor as an operator writes it: "1s", "100ms"."""
+    if seconds >= 1 and seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{seconds * 1000:g}ms"
+
+
+def listen_address(value: str) -> str:
+    """``host:port`` to serve on, checked and normalized. A port alone
+    (``9464``, ``:9464``) is ``127.0.0.1:9464``: the health and metrics
+    endpoints are not for everyone unless asked (``0.0.0.0:9464``,
+    ``[::]:9464``). IPv6 hosts go in brackets."""
+    text = value.strip()
+    usage = 'must be HOST:PORT, e.g. "127.0.0.1:9464" (a port alone listens on 127.0.0.1)'
+    if text.removeprefix(":").isdigit():
+        host, port = "127.0.0.1", text.removeprefix(":")
+    elif text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"{text!r} {usage}")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{text!r}: {host!r} is not an IPv6 address") from None
+        host = f"[{host}]"
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"{text!r} {usage}")
+        if ":" in host:
+            raise ValueError(f"{text!r}: an IPv6 address goes in brackets, e.g. [::1]:9464")
+        if not _HOSTNAME.match(host):
+            raise ValueError(f"{text!r}: {host!r} is not a host name or address")
+    if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+    return f"{host}:{int(port)}"
+
+
+_HOSTNAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
 
 
 def path_segment_id(value: str) -> str:
@@ -62,21 +158,24 @@ def path_segment_id(value: str) -> str:
 
 
 class ProviderBase(Durations):
-    _duration_fields = (
-        "interval",
-        "connect_timeout",
-        "read_timeout",
-        "request_timeout",
-        "retry_after_cap",
-        "circuit_cooldown",
-        "backoff_base",
-        "backoff_cap",
-        "discover",
-        "feed_interval",
-        "feed_overlap",
-        "deleted_recheck",
-        "forget_deleted_after",
-    )
+    _duration_fields: ClassVar[Mapping[str, float]] = {
+        "interval": CADENCE,
+        "deleted_recheck": CADENCE,
+        "forget_deleted_after": CADENCE,
+        "discover": CADENCE,
+        # one request per walk, like a poll
+        "feed_interval": POLL,
+        # Retry-After has a resolution of a second: a smaller cap ignores it
+        "retry_after_cap": CADENCE,
+        "connect_timeout": POSITIVE,
+        "read_timeout": POSITIVE,
+        "request_timeout": POSITIVE,
+        "circuit_cooldown": POSITIVE,
+        "backoff_base": POSITIVE,
+        "backoff_cap": POSITIVE,
+        "feed_overlap": ANY,
+    }
+    _durations = durations(*_duration_fields)
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     base_url: str
     token_env: str | None = None

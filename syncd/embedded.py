@@ -1,13 +1,15 @@
 """An embedded PostgreSQL (the ``pgserver`` package) for a setup-free start.
 
-Used when no database URL is configured: ``syncd demo``, a laptop, the tests
-on a machine without PostgreSQL. The data lives under the state directory
+Used by ``syncd demo``, by a config file that names no database URL (or says
+``[database] embedded = true``) and by the tests on a machine without
+PostgreSQL; each command that uses it says so on stderr (``announce``). The data lives under the state directory
 and survives restarts.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,13 @@ import structlog
 from syncd.errors import ConfigError
 
 log = structlog.get_logger("syncd.embedded")
+
+
+def announce(state_dir: str | os.PathLike[str], why: str) -> None:
+    """One line on stderr: this command works on the embedded server, there.
+    Without it, a config that forgot its URL would look like it worked."""
+    data = Path(state_dir).resolve() / "pg"
+    print(f"syncd: using the embedded PostgreSQL in {data} ({why})", file=sys.stderr, flush=True)
 
 
 def start(state_dir: str | os.PathLike[str]) -> Any:

@@ -18,6 +18,16 @@ class ConfigError(SyncdError):
     """The configuration is invalid; the message names the key and file."""
 
 
+class ConfigNotFound(ConfigError):
+    """No config file where the operator (or the defaults) pointed; the message
+    names every place looked at."""
+
+
+class UnknownProvider(ConfigError):
+    """A command named a provider the config does not have: a usage error
+    (the message names the known ones), not an invalid config."""
+
+
 class StoreUnavailable(SyncdError):
     """PostgreSQL cannot be reached or dropped the connection."""
 

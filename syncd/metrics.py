@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+from syncd import __version__
+from syncd.model.status import TargetStatus
+
+#: the outcomes ``syncd_users_total`` counts: what a pass left each user at.
+#: ``deleting`` is not one: a confirmed deletion is then deleted, held or
+#: rejected by the mass-deletion guard, and counted as that
+USER_OUTCOMES = tuple(s.value for s in TargetStatus if s is not TargetStatus.DELETING)
 
 USERS = Counter(
     "syncd_users_total",
-    "Users processed, by provider and outcome (created, updated, deleted, restored, unchanged, failed, not_found)",
+    f"Users a sync pass processed, by provider and outcome ({', '.join(USER_OUTCOMES)})",
     ["provider", "outcome"],
 )
+
+
+def count_users(provider: str, outcome: str, n: int = 1) -> None:
+    """Count ``n`` users of a pass under ``outcome`` (one of ``USER_OUTCOMES``)."""
+    if outcome not in USER_OUTCOMES:
+        raise ValueError(f"not an outcome of syncd_users_total: {outcome!r}")
+    if n:
+        USERS.labels(provider, outcome).inc(n)
+
+
+BUILD = Info("syncd_build", "The syncd version serving these metrics")
+BUILD.info({"version": __version__})
 FETCH_SECONDS = Histogram(
-    "syncd_fetch_seconds",
+    "syncd_fetch_duration_seconds",
     "Latency of one HTTP request to a provider",
     ["provider"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),

@@ -19,6 +19,7 @@ async def open_store(cfg: Config, *, migrate: bool = False) -> AsyncIterator[Sto
     server = None
     url = cfg.database.resolved_url()
     if not url:
+        embedded.announce(cfg.state_dir, cfg.database.embedded_reason(cfg.source))
         server = await asyncio.to_thread(embedded.start, cfg.state_dir)
         url = embedded.url(server)
     store = await Store.connect(url, min_size=cfg.database.pool_min, max_size=cfg.database.pool_max)

@@ -136,6 +136,7 @@ class Daemon:
         """Open the pool (or start the embedded database first)."""
         url = self.cfg.database.resolved_url()
         if not url:
+            embedded.announce(self.cfg.state_dir, self.cfg.database.embedded_reason(self.cfg.source))
             self._embedded = await asyncio.to_thread(embedded.start, self.cfg.state_dir)
             url = embedded.url(self._embedded)
         # min_size=0: the pool opens without the database, and reconnects by itself

@@ -9,10 +9,12 @@ typed method with named arguments.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import cache
 from pathlib import Path
 from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import orjson
@@ -98,8 +100,26 @@ async def _keep_session(_conn: asyncpg.Connection) -> None:
     transaction-scoped), and an open transaction is still rolled back."""
 
 
-def translate(exc: BaseException) -> StoreUnavailable:
-    return StoreUnavailable(f"PostgreSQL unavailable: {exc.__class__.__name__}: {exc}".strip())
+def translate(exc: BaseException, dsn: str | None = None) -> StoreUnavailable:
+    """The driver's error as ours, naming the server it was about (an
+    ``OSError`` from a refused connect or a failed lookup often does not)."""
+    at = f" at {server_address(dsn)}" if dsn else ""
+    return StoreUnavailable(f"PostgreSQL{at} unavailable: {exc.__class__.__name__}: {exc}".strip())
+
+
+def server_address(dsn: str) -> str:
+    """``host:port`` of a connection URL (or its socket directory), never
+    its user or password; libpq's defaults where the URL leaves them out."""
+    try:
+        parts = urlsplit(dsn)
+        query = parse_qs(parts.query)
+        host = parts.hostname or (query.get("host") or [""])[0] or os.environ.get("PGHOST", "")
+        port = parts.port or (query.get("port") or [""])[0] or os.environ.get("PGPORT", "") or 5432
+    except ValueError:
+        return "(an unreadable database URL)"
+    if not host or host.startswith("/"):
+        return f"socket {host or '/var/run/postgresql'} port {port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Database:
@@ -133,9 +153,11 @@ class Database:
                 reset=_keep_session,
             )
         except CONNECTION_ERRORS as exc:
-            raise translate(exc) from exc
+            raise translate(exc, dsn) from exc
         except asyncpg.PostgresError as exc:
-            raise StoreUnavailable(f"PostgreSQL refused the connection: {exc}") from exc
+            raise StoreUnavailable(
+                f"PostgreSQL at {server_address(dsn)} refused the connection: {exc}"
+            ) from exc
         assert pool is not None
         return cls(pool, dsn)
 
@@ -153,7 +175,7 @@ class Database:
             async with self.pool.acquire() as conn:
                 return await getattr(conn, method)(self.q[name], *args)
         except CONNECTION_ERRORS as exc:
-            raise translate(exc) from exc
+            raise translate(exc, self.dsn) from exc
 
     async def _fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
         return await self._run("fetch", name, *args)

@@ -29,7 +29,7 @@ class Listener(Database):
         try:
             conn = await asyncpg.connect(self.dsn)
         except CONNECTION_ERRORS as exc:
-            raise translate(exc) from exc
+            raise translate(exc, self.dsn) from exc
 
         def on_notify(_c: object, _pid: int, channel: str, payload: str) -> None:
             callbacks[channel](payload)

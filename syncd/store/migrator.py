@@ -97,7 +97,7 @@ class Migrations(Database):
                 log.info("migrate.applied", version=version)
             self.migrated = tuple(applied)
         except CONNECTION_ERRORS as exc:
-            raise translate(exc) from exc
+            raise translate(exc, self.dsn) from exc
         except asyncpg.LockNotAvailableError as exc:
             log.error("migrate.lock_timeout", step=step, lock_timeout=lock_timeout)
             raise SyncdError(
@@ -120,7 +120,7 @@ class Migrations(Database):
                     else set()
                 )
         except CONNECTION_ERRORS as exc:
-            raise translate(exc) from exc
+            raise translate(exc, self.dsn) from exc
         return [m.version for m in migrations() if m.version not in already]
 
 

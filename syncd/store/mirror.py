@@ -31,7 +31,7 @@ class Mirror(Database):
                 self.q["write_batch"], provider, owner, changes.param(), updates.param()
             )
         except CONNECTION_ERRORS as exc:
-            raise translate(exc) from exc
+            raise translate(exc, self.dsn) from exc
         except CONTENT_ERRORS as exc:
             raise WriteRefused(f"{exc.__class__.__name__}: {str(exc)[:300]}") from exc
         return int(row["events"]) if row else 0

@@ -26,7 +26,7 @@ class Outbox(Database):
                     await conn.execute(self.q["mark_processed"], [r["id"] for r in rows])
                 return len(rows)
         except CONNECTION_ERRORS as exc:
-            raise translate(exc) from exc
+            raise translate(exc, self.dsn) from exc
 
     async def prune_outbox(self, older_than: float, *, include_unprocessed: bool) -> int:
         """Delete events older than ``older_than`` seconds (processed ones only,

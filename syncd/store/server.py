@@ -26,4 +26,4 @@ async def recreate_database(server_dsn: str, database: str) -> None:
         finally:
             await admin.close()
     except CONNECTION_ERRORS as exc:
-        raise translate(exc) from exc
+        raise translate(exc, server_dsn) from exc

@@ -54,11 +54,14 @@ class DeletionGuard:
         schedule spreads a provider's users over many small passes, and a
         mass deletion must not slip through a few users per pass."""
         verdict = await self.verdict(runtime, user_ids)
+        held = len(verdict.hold) + len(verdict.already_held)
+        metrics.count_users(runtime.name, TargetStatus.DELETION_REJECTED, len(verdict.rejected))
+        metrics.count_users(runtime.name, TargetStatus.DELETION_HELD, held)
         if verdict.rejected:
             await self._note(runtime.name, verdict.rejected, TargetStatus.DELETION_REJECTED)
         if verdict.already_held:
             await self._note(runtime.name, verdict.already_held, TargetStatus.DELETION_HELD)
-        report.counts["held"] += len(verdict.hold) + len(verdict.already_held)
+        report.counts["held"] += held
         if verdict.mass_held:
             await self.store.hold_deletions(runtime.name, verdict.hold, run_id=report.run_id)
             await self._note(runtime.name, verdict.hold, TargetStatus.DELETION_HELD)
@@ -72,7 +75,9 @@ class DeletionGuard:
                 hint=f"syncd deletions approve --provider {runtime.name}",
             )
         if verdict.delete:
-            report.counts["deleted"] += await self.delete_users(runtime, verdict.delete)
+            deleted = await self.delete_users(runtime, verdict.delete)
+            report.counts["deleted"] += deleted
+            metrics.count_users(runtime.name, TargetStatus.DELETED, deleted)
 
     async def _note(self, provider: str, user_ids: Sequence[str], status: TargetStatus) -> None:
         """Show on the targets that their deletion waits for an admin, or was refused."""

@@ -35,7 +35,8 @@ class BatchWriter:
         for type_ in set(changes.types):
             metrics.EVENTS.labels(runtime.name, type_).inc(changes.types.count(type_))
         for status in set(updates.statuses):
-            metrics.USERS.labels(runtime.name, status).inc(updates.statuses.count(status))
+            if status != TargetStatus.DELETING:  # counted once the guard decides (DeletionGuard)
+                metrics.count_users(runtime.name, status, updates.statuses.count(status))
         return refused
 
     async def _write_part(

@@ -72,7 +72,7 @@ async def test_a_user_missing_from_a_batch_is_read_by_id_and_deleted_only_by_its
         store,
         make_config,
         engine_for,
-        sync={"delete_confirmations": 2, "delete_confirm_after": "1ms"},
+        sync={"delete_confirmations": 2, "delete_confirm_after": "1s"},
     )
     await engine.sync("corp")
     gone = ids[42]
@@ -83,6 +83,9 @@ async def test_a_user_missing_from_a_batch_is_read_by_id_and_deleted_only_by_its
     assert [r.path for r in by_id_reads(provider, [gone])] != []
     assert by_id_reads(provider, set(ids) - {gone}) == []
     assert engine.runtime("corp").reads.batch_size == 100  # a missing user is no reason to stop batching
+    await store.pool.execute(
+        "UPDATE syncd.targets SET not_found_since = not_found_since - interval '2 seconds'"
+    )
     await store.make_due("corp", None)
     second = await engine.sync("corp")
     assert second.counts["deleted"] == 1 and await mirrored(store) == N - 1

@@ -143,7 +143,7 @@ async def test_metrics_move_and_health_endpoints_answer(store, zitadel, db_url, 
     await wait_for(created_metric, timeout=10)
     _, text = await d.get("/metrics")
     assert 'syncd_events_total{provider="corp",type="user.created"} 5.0' in text
-    assert "syncd_fetch_seconds_bucket" in text
+    assert "syncd_fetch_duration_seconds_bucket" in text
     assert 'syncd_last_success_timestamp_seconds{provider="corp"}' in text
     assert "syncd_targets_due" in text and "syncd_database_up 1.0" in text
     status, body = await d.get("/healthz")

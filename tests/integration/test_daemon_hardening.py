@@ -127,7 +127,7 @@ def daemon_config(
     return config_mod.from_dict(
         {
             "database": {"url": db_url},
-            "daemon": {"replica": "inproc", "poll_interval": "50ms", **daemon},
+            "daemon": {"replica": "inproc", "poll_interval": "100ms", **daemon},
             "sync": {"delete_confirmations": 1, "max_delete_fraction": 1.0, "lease": "5s"},
             "providers": [{**f.provider_config("corp", token_env=TOKEN_ENV), "interval": "1h"}],
         },

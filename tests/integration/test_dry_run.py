@@ -37,7 +37,7 @@ async def preview_then_pass(engine, store) -> tuple[dict, dict]:
 async def test_a_dry_run_shows_exactly_what_the_following_pass_does(store, zitadel, make_config, engine_for):
     ids = zitadel.seed(30)
     await store.add_targets("zitadel", ids)
-    sync = {"delete_confirmations": 2, "delete_confirm_after": "1ms", "max_delete_fraction": 0.1}
+    sync = {"delete_confirmations": 2, "delete_confirm_after": "1s", "max_delete_fraction": 0.1}
     engine = await engine_for(make_config(zitadel, sync=sync, **FAST))
 
     counts, _ = await preview_then_pass(engine, store)
@@ -51,7 +51,10 @@ async def test_a_dry_run_shows_exactly_what_the_following_pass_does(store, zitad
     assert (counts["updated"], counts["not_found"], counts["deleted"]) == (2, 1, 0)
     assert {k for _, k in written} == {"updated"}
 
-    # the second 404 confirms the deletion (1 of 30: within the guard)
+    # the second 404, a confirmation interval later, confirms the deletion (1 of 30: within the guard)
+    await store.pool.execute(
+        "UPDATE syncd.targets SET not_found_since = not_found_since - interval '2 seconds'"
+    )
     counts, written = await preview_then_pass(engine, store)
     assert (counts["deleted"], counts["held"]) == (1, 0)
     assert (ids[2], "deleted") in written
@@ -70,5 +73,8 @@ async def test_a_dry_run_shows_exactly_what_the_following_pass_does(store, zitad
     for uid in ids[10:15]:
         zitadel.users.pop(uid)
     await preview_then_pass(edited, store)  # the first 404s
+    await store.pool.execute(
+        "UPDATE syncd.targets SET not_found_since = not_found_since - interval '2 seconds'"
+    )
     counts, written = await preview_then_pass(edited, store)
     assert (counts["held"], counts["deleted"]) == (5, 0) and not written

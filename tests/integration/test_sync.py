@@ -341,16 +341,16 @@ async def test_a_run_left_running_by_a_killed_replica_is_marked_abandoned(
 
 
 async def test_a_long_pass_keeps_its_heartbeat_fresh(store, zitadel, make_config, engine_for):
-    ids = zitadel.seed(12)
-    zitadel.latency = 0.05  # one request at a time: the pass takes over half a second
-    engine = await engine_for(make_config(zitadel, concurrency=1, sync={"lease": "300ms"}))
+    ids = zitadel.seed(15)
+    zitadel.latency = 0.1  # one request at a time: the pass takes 1.5 s
+    engine = await engine_for(make_config(zitadel, concurrency=1, sync={"lease": "1s"}))
     await store.add_targets("zitadel", ids)
     await engine.sync("zitadel")
     run = await store.pool.fetchrow(
         "SELECT started_at, heartbeat_at, finished_at, status FROM syncd.sync_runs"
     )
     assert run["status"] == "ok"
-    # renewed every 0.1 s while it ran, so never silent for two leases
+    # renewed every third of a second while it ran, so never silent for two leases
     assert run["heartbeat_at"] - run["started_at"] > timedelta(seconds=0.3)
 
 
@@ -360,9 +360,9 @@ async def test_a_failed_lease_renewal_does_not_stop_the_renewals(
     """A renewal that fails (here: the first two, by an injected error) is
     logged and tried again; the pass keeps its leases and its heartbeat, and
     finishes normally."""
-    ids = zitadel.seed(12)
-    zitadel.latency = 0.05
-    engine = await engine_for(make_config(zitadel, concurrency=1, sync={"lease": "300ms"}))
+    ids = zitadel.seed(15)
+    zitadel.latency = 0.1  # 1.5 s: renewals at 1/3 s and 2/3 s fail, the one at 1 s goes in
+    engine = await engine_for(make_config(zitadel, concurrency=1, sync={"lease": "1s"}))
     await store.add_targets("zitadel", ids)
     await store.pool.execute(
         """
@@ -380,7 +380,7 @@ async def test_a_failed_lease_renewal_does_not_stop_the_renewals(
         """
     )
     report = await engine.sync("zitadel")
-    assert report.status == "ok" and report.counts["created"] == 12
+    assert report.status == "ok" and report.counts["created"] == 15
     failures = [e for e in logs if e["event"] == "sync.lease_renewal_failed"]
     assert len(failures) == 2 and "injected renewal failure" in failures[0]["error"]
     run = await store.pool.fetchrow("SELECT started_at, heartbeat_at, alive_until FROM syncd.sync_runs")

@@ -27,7 +27,7 @@ TABLES: dict[str, type[BaseModel]] = {
     "outbox": OutboxConfig,
 }
 #: Config's keys that are tables, or not configuration
-NOT_KEYS = {"database", "sync", "daemon", "logging", "outbox", "providers", "source"}
+NOT_KEYS = {"database", "sync", "daemon", "logging", "outbox", "providers", "source", "notes"}
 KEY_LINE = re.compile(r"^(?:#\s*)?([a-z_]+)\s*=\s*")
 
 
