@@ -16,6 +16,7 @@ the way Debezium Server builds them (``debezium.source.*`` → connector,
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -90,7 +91,10 @@ class LogicalPostgres:
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="syncd-dbz-pg-"))
-        os.environ.setdefault("XDG_RUNTIME_DIR", str(self.root / "run"))
+        # pgserver keeps its lock file there for the whole process: not under root
+        os.environ.setdefault(
+            "XDG_RUNTIME_DIR", str(Path(tempfile.gettempdir()) / f"syncd-dbz-run-{os.getuid()}")
+        )
         Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -104,6 +108,8 @@ class LogicalPostgres:
             warnings.simplefilter("ignore")
             server = pgserver.get_server(self.pgdata, cleanup_mode=None)
         self.system_user = server.system_user
+        # its exit hook would bookkeep in the data directory close() deletes
+        atexit.unregister(server._cleanup)
         self._ctl("-w", "-m", "fast", "stop")
         # ... then again on TCP, with what logical replication needs
         self.port = free_port()

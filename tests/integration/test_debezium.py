@@ -88,6 +88,9 @@ async def outbox_db(
     yield name
     admin = await asyncpg.connect(logical_pg.url())
     try:
+        # a stopped engine's walsender lets go of its slot a moment later
+        active = "SELECT count(*) = 0 FROM pg_replication_slots WHERE database = $1 AND active"
+        await wait_for(lambda: admin.fetchval(active, name), timeout=30, interval=0.1)
         await admin.execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
             " WHERE database = $1 AND NOT active",
