@@ -259,7 +259,7 @@ async def test_every_outbox_row_comes_out_of_debezium_once_and_syncd_s_updates_a
 
         # retention deletes the six processed rows: DELETEs of syncd.outbox
         code, out, err = await syncd(
-            "outbox", "prune", "--older-than", "0s", "--config", str(cfg_file), env=env
+            "outbox", "prune", "--older-than", "0s", "--yes", "--config", str(cfg_file), env=env
         )
         assert code == 0, err
         assert "pruned 6 event(s)" in out

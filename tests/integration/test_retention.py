@@ -58,6 +58,6 @@ async def test_the_daemon_prunes_the_outbox_by_its_consumer_style(
 
 def test_prunes_a_tenth_of_the_retention_apart_at_most_hourly():
     assert prune_every(OutboxConfig()) is None
-    assert prune_every(OutboxConfig(retention=600)) == 60
-    assert prune_every(OutboxConfig(retention=7 * 86400)) == 3600
-    assert prune_every(OutboxConfig(retention=2)) == 1
+    assert prune_every(OutboxConfig(retention="10m")) == 60
+    assert prune_every(OutboxConfig(retention="7d")) == 3600
+    assert prune_every(OutboxConfig(retention="2s")) == 1
