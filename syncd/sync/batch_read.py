@@ -21,7 +21,7 @@ import structlog
 from syncd.errors import AuthError, MalformedResponse, ProviderError
 from syncd.model.identity import Identity
 from syncd.providers.base import BatchReader
-from syncd.sync.plan import Outcome
+from syncd.sync.plan import Outcome, mirrored
 from syncd.sync.reads import disable_batching
 from syncd.sync.runtime import ProviderRuntime
 
@@ -117,9 +117,11 @@ def older_than_mirror(identity: Identity, target: Any) -> bool:
     listing or batch answer read from a lagging projection. Equal times are
     not older (Wacht's second precision: edits within a second share one)."""
     mirror = target.get("mirror_updated_at")
-    mirrored = target["content_hash"] is not None and target["deleted_at"] is None
     return (
-        mirrored and mirror is not None and identity.updated_at is not None and identity.updated_at < mirror
+        mirrored(target)
+        and mirror is not None
+        and identity.updated_at is not None
+        and identity.updated_at < mirror
     )
 
 
@@ -144,11 +146,7 @@ def document_fingerprint(salt: bytes, doc: Any) -> str:
 def _known_fingerprints(targets: Sequence[Any]) -> dict[str, str]:
     """The last fingerprint of each asked user that has a mirror row to be
     unchanged against (as by id: ``fetch.fetch_target``), to its id."""
-    return {
-        t["body_hash"]: t["user_id"]
-        for t in targets
-        if t.get("body_hash") and t["content_hash"] is not None and t["deleted_at"] is None
-    }
+    return {t["body_hash"]: t["user_id"] for t in targets if t.get("body_hash") and mirrored(t)}
 
 
 def _shrink(runtime: ProviderRuntime, answered: int) -> None:

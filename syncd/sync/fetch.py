@@ -17,7 +17,7 @@ from syncd.model.diff import record_json_and_hash
 from syncd.model.identity import Identity, without_nul
 from syncd.providers import FetchResult
 from syncd.sync.batch_read import read_in_batches
-from syncd.sync.plan import Outcome
+from syncd.sync.plan import Outcome, mirrored
 from syncd.sync.reads import decide_reads
 from syncd.sync.runtime import ProviderRuntime
 
@@ -69,9 +69,9 @@ async def fetch_target(runtime: ProviderRuntime, target: Any) -> Outcome:
     # the same bytes as last time (or a 304 to the ETag we hold) mean the same
     # user: skip parsing and mapping, but only while the mirror row is there
     # to be "unchanged" against (without it: a plain GET)
-    mirrored = target["content_hash"] is not None and target["deleted_at"] is None
-    known = target.get("body_hash") if mirrored else None
-    etag = held_etag(runtime, target) if mirrored else None
+    live = mirrored(target)
+    known = target.get("body_hash") if live else None
+    etag = held_etag(runtime, target) if live else None
     try:
         fetched = await _fetch_user(runtime, user_id, known, etag)
     except ProviderError as exc:

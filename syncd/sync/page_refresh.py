@@ -26,7 +26,7 @@ from syncd import metrics
 from syncd.model.listing import Page, PageRefreshed
 from syncd.sync.batch_read import document_fingerprint, older_than_mirror
 from syncd.sync.fetch import mapped_outcome
-from syncd.sync.plan import Outcome
+from syncd.sync.plan import Outcome, mirrored
 from syncd.sync.runner import PassServices, write_outcomes
 from syncd.sync.runtime import ProviderRuntime
 
@@ -86,8 +86,7 @@ def _listed(runtime: ProviderRuntime, row: Any, doc: Any) -> _Listed:
     """One listed target's outcome, as a read by id would give it: the same
     document as its last read (not mapped again), its record, or its error."""
     fingerprint = document_fingerprint(runtime.salt, doc)
-    mirrored = row["content_hash"] is not None and row["deleted_at"] is None
-    if fingerprint and mirrored and row["body_hash"] == fingerprint:
+    if fingerprint and mirrored(row) and row["body_hash"] == fingerprint:
         return _Listed(Outcome(row, same_body=True, body_hash=fingerprint))
     try:
         identity = runtime.connection.adapter.normalize(doc)

@@ -118,6 +118,11 @@ class BatchPlan:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUN_COUNTS, 0))
 
 
+def mirrored(target: TargetRow) -> bool:
+    """The target has a live mirror row (a read can find it unchanged)."""
+    return target["content_hash"] is not None and target["deleted_at"] is None
+
+
 def jitter(seconds: float) -> float:
     """Spread the next sync ±10% so a provider's users don't all come due at once."""
     return seconds * random.uniform(0.9, 1.1)
