@@ -211,6 +211,10 @@ class ProviderBase(Durations):
     circuit_cooldown: Seconds = defaults.CIRCUIT_COOLDOWN
     user_ids: tuple[str, ...] = ()
     ignore_fields: tuple[str, ...] | None = None
+    #: emit user.updated when only representation fields changed (SCIM
+    #: meta.location, meta.lastModified, meta.version; ZITADEL details.sequence,
+    #: details.changeDate): off, such a change rewrites the mirror row quietly
+    representation_events: bool = False
     redact_fields: tuple[str, ...] = ()
     cron: str | None = None
     #: how users are read: "batch" (many by id per request, where the API

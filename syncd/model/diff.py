@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jsonpatch
-import orjson
 
 from syncd.jsonutil import content_hash
 from syncd.model.identity import CORE_FIELDS, Identity
 
 
 def without_fields(doc: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:
-    """``doc`` minus the dotted ``paths``.
+    """``doc`` minus the dotted ``paths`` (``doc`` itself is left as it is).
 
     A path whose first part is a core field (``updated_at``) or ``raw`` is
     taken from the record; any other path is a key of the provider's own
     document (``last_logged_in_at``, ``details.changeDate``), so operators can
-    write what they see in the provider's API.
+    write what they see in the provider's API. A key is matched exactly, else
+    case-insensitively (SCIM attribute names are, RFC 7643 §2.1). Only the
+    containers on a path are copied, not the whole document: this runs twice
+    for every changed user.
     """
     paths = list(paths)
     if not paths:
         return doc
-    out = copy.deepcopy(doc)
+    out = dict(doc)
     for path in paths:
         parts = path.split(".")
         if parts[0] not in CORE_FIELDS:
@@ -34,16 +35,33 @@ def without_fields(doc: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def _drop(node: Any, parts: list[str]) -> None:
-    for part in parts[:-1]:
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return
+def _drop(node: dict[str, Any] | list[Any], parts: list[str]) -> None:
+    """Remove ``parts`` from ``node``, a copy private to ``without_fields``,
+    copying each container on the way down before changing it."""
+    key: str | int | None = parts[0]
     if isinstance(node, dict):
-        node.pop(parts[-1], None)
+        key = _key(node, parts[0])
+        if key is None:
+            return
+        if len(parts) == 1:
+            del node[key]
+            return
+    elif parts[0].isdigit() and int(parts[0]) < len(node) and len(parts) > 1:
+        key = int(parts[0])
+    else:
+        return
+    child = node[key]  # type: ignore[index]
+    if isinstance(child, dict | list):
+        child = dict(child) if isinstance(child, dict) else list(child)
+        node[key] = child  # type: ignore[index]
+        _drop(child, parts[1:])
+
+
+def _key(node: dict[str, Any], name: str) -> str | None:
+    if name in node:
+        return name
+    lowered = name.lower()
+    return next((k for k in node if isinstance(k, str) and k.lower() == lowered), None)
 
 
 def record_hash(doc: dict[str, Any], ignore: Iterable[str] = ()) -> str:
@@ -51,14 +69,19 @@ def record_hash(doc: dict[str, Any], ignore: Iterable[str] = ()) -> str:
     return content_hash(without_fields(doc, ignore))
 
 
-def record_json_and_hash(identity: Identity, ignore: Sequence[str] = ()) -> tuple[bytes, str]:
-    """The record's canonical JSON and the hash that decides "unchanged". With
-    nothing ignored the hash is of those very bytes, so a creation's event
-    carries them as they are instead of encoding the record again."""
+def record_json_and_hash(identity: Identity) -> tuple[bytes, str]:
+    """The record's canonical JSON and its hash, of those very bytes: equal
+    hashes mean the mirror row holds this record, every field and the raw
+    document included. (Whether a difference is worth an event is decided
+    after, by ``same_but_for``: ignored and representation fields differ
+    quietly.)"""
     record = identity.canonical_json()
-    if ignore:
-        return record, record_hash(orjson.loads(record), ignore)
     return record, hashlib.sha256(record).hexdigest()
+
+
+def same_but_for(before: dict[str, Any], after: dict[str, Any], paths: Sequence[str]) -> bool:
+    """``before`` and ``after`` differ only in ``paths`` (or not at all)."""
+    return record_hash(before, paths) == record_hash(after, paths)
 
 
 def patch(before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -75,6 +75,13 @@ class Identity:
     state: str | None = None
     kind: Kind = "human"
     locale: str | None = None
+    #: the SCIM enterprise extension (RFC 7643 §4.3); ``manager_id`` is its ``manager.value``
+    employee_number: str | None = None
+    department: str | None = None
+    cost_center: str | None = None
+    organization: str | None = None
+    division: str | None = None
+    manager_id: str | None = None
     updated_at: datetime | None = None
     source_version: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)

@@ -155,6 +155,10 @@ class ProviderType:
     tracking_header: str | None = None
     #: fields ignored for diffing unless the config says otherwise
     default_ignore_fields: tuple[str, ...] = ()
+    #: fields that describe the representation, not the user (SCIM
+    #: ``meta.location``, a change marker): a difference in them alone gives
+    #: no event unless ``representation_events`` (the raw is kept up to date)
+    representation_fields: tuple[str, ...] = ()
 
 
 __all__ = [

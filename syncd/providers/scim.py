@@ -18,7 +18,11 @@ Wacht's SCIM body shape, which are SCIM dialects.
 | ``locale`` / ``preferredLanguage``  | ``locale``                            |
 | ``meta.lastModified``               | ``updated_at``                        |
 | ``meta.version``                    | ``source_version``                    |
-| everything else (name.middleName, honorifics, nickName, title, timezone, addresses, photos, externalId, the enterprise extension: employeeNumber, costCenter, organization, division, department, manager) | kept in ``raw`` |
+| enterprise ``employeeNumber``, ``department``, ``costCenter``, ``organization``, ``division``, ``manager.value`` | ``employee_number``, ``department``, ``cost_center``, ``organization``, ``division``, ``manager_id`` |
+| everything else (name.middleName, honorifics, nickName, title, timezone, addresses, photos, externalId, the rest of manager) | kept in ``raw`` |
+
+Attribute names are read in any case (RFC 7643 §2.1): ``username`` and
+``USERNAME`` are ``userName``. ``raw`` keeps the document as it came.
 """
 
 from __future__ import annotations
@@ -45,6 +49,17 @@ from syncd.providers.urls import config_url, user_url
 from syncd.timeutil import parse_rfc3339
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+ENTERPRISE_KEY = ENTERPRISE.lower()
+#: what describes a SCIM representation rather than the user (issue #17): a
+#: difference in these alone rewrites the mirror row quietly, no event
+REPRESENTATION_FIELDS = (
+    "meta.location",
+    "meta.lastModified",
+    "meta.version",
+    "meta.created",
+    "updated_at",
+    "source_version",
+)
 #: users asked for per page of a listing (less when the server caps lower)
 PAGE = 100
 #: ids asked for in one batch read: they go in the URL (100 UUIDs in an
@@ -71,59 +86,114 @@ class ScimConfig(AuthConfig):
     discover_filter: ScimFilter | None = None
 
 
+def lowered(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with its keys in lower case: RFC 7643 §2.1 makes attribute
+    names (``userName``, ``name.givenName``, schema URNs) case-insensitive,
+    and real servers send ``username`` or ``USERNAME``."""
+    return {k.lower(): v for k, v in doc.items()}
+
+
+def lowered_obj(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """``doc[key]`` (``key`` in lower case) as a lowered object, ``{}`` when it is none."""
+    value = doc.get(key)
+    return lowered(value) if isinstance(value, dict) else {}
+
+
+def ci_get(doc: dict[str, Any], key: str) -> Any:
+    """``doc[key]``, the name matched exactly, else case-insensitively."""
+    if key in doc:
+        return doc[key]
+    key = key.lower()
+    return next((v for k, v in doc.items() if k.lower() == key), None)
+
+
+def _multi(items: Any) -> list[dict[str, Any]]:
+    """A multi-valued attribute's items (RFC 7643 §2.4) that have a value, lowered."""
+    if not isinstance(items, list):
+        return []
+    found = (lowered(i) for i in items if isinstance(i, dict))
+    return [i for i in found if i.get("value")]
+
+
 def scim_emails(doc: dict[str, Any]) -> tuple[Email, ...]:
-    out = []
-    for e in doc.get("emails") or ():
-        if isinstance(e, dict) and e.get("value"):
-            out.append(
-                Email(
-                    value=str(e["value"]),
-                    type=e.get("type"),
-                    primary=bool(e.get("primary")) if "primary" in e else None,
-                )
-            )
-    return tuple(out)
+    """``doc`` lowered (``lowered``)."""
+    return tuple(
+        Email(
+            value=str(e["value"]),
+            type=e.get("type"),
+            primary=bool(e.get("primary")) if "primary" in e else None,
+        )
+        for e in _multi(doc.get("emails"))
+    )
 
 
 def _primary_value(items: Any) -> str | None:
-    items = [i for i in (items or ()) if isinstance(i, dict) and i.get("value")]
-    for i in items:
+    values = _multi(items)
+    for i in values:
         if i.get("primary"):
             return str(i["value"])
-    return str(items[0]["value"]) if items else None
+    return str(values[0]["value"]) if values else None
+
+
+def _text(value: Any) -> str | None:
+    """An enterprise attribute as text (a number is kept as its digits), or None."""
+    if isinstance(value, bool) or value is None or isinstance(value, dict | list):
+        return None
+    return str(value) if str(value) else None
+
+
+def enterprise_fields(doc: dict[str, Any]) -> dict[str, str | None]:
+    """RFC 7643 §4.3's enterprise extension as record fields (``doc`` lowered)."""
+    ext = lowered_obj(doc, ENTERPRISE_KEY)
+    if not ext:
+        return {}
+    manager = ext.get("manager")
+    if isinstance(manager, dict):
+        manager = lowered(manager).get("value")
+    return {
+        "employee_number": _text(ext.get("employeenumber")),
+        "department": _text(ext.get("department")),
+        "cost_center": _text(ext.get("costcenter")),
+        "organization": _text(ext.get("organization")),
+        "division": _text(ext.get("division")),
+        "manager_id": _text(manager),
+    }
 
 
 def scim_fields(doc: Any) -> dict[str, Any]:
-    """The record fields of a SCIM 2 User resource (keyword arguments of Identity)."""
-    doc = document(doc)
+    """The record fields of a SCIM 2 User resource (keyword arguments of
+    Identity); attribute names in any case (RFC 7643 §2.1)."""
+    raw = document(doc)
+    doc = lowered(raw)
     if not doc.get("id"):
         raise MalformedResponse("SCIM resource has no id")
-    name = obj(doc, "name")
-    given, family = name.get("givenName"), name.get("familyName")
+    name = lowered_obj(doc, "name")
+    given, family = name.get("givenname"), name.get("familyname")
     display = (
-        doc.get("displayName") or name.get("formatted") or (" ".join(p for p in (given, family) if p) or None)
+        doc.get("displayname") or name.get("formatted") or (" ".join(p for p in (given, family) if p) or None)
     )
     emails = scim_emails(doc)
     primary = primary_email(emails)
     active = doc.get("active")
     active = True if active is None else bool(active)
-    meta = obj(doc, "meta")
+    meta = lowered_obj(doc, "meta")
     return {
         "user_id": str(doc["id"]),
-        "username": doc.get("userName"),
+        "username": doc.get("username"),
         "display_name": display,
         "given_name": given,
         "family_name": family,
         "email": primary.value if primary else None,
         "emails": emails,
-        "phone": _primary_value(doc.get("phoneNumbers")),
+        "phone": _primary_value(doc.get("phonenumbers")),
         "active": active,
         "state": "active" if active else "inactive",
-        "locale": doc.get("locale") or doc.get("preferredLanguage"),
-        "updated_at": parse_rfc3339(meta.get("lastModified")),
+        "locale": doc.get("locale") or doc.get("preferredlanguage"),
+        **enterprise_fields(doc),
+        "updated_at": parse_rfc3339(meta.get("lastmodified")),
         "source_version": meta.get("version"),
         "kind": "human",
-        "raw": doc,
+        "raw": raw,
     }
 
 
@@ -261,7 +331,7 @@ SCIM_SEARCH = {"username": "userName", "email": "emails.value"}
 
 def scim_resources(doc: dict[str, Any]) -> list[Any]:
     """A ListResponse's ``Resources`` (absent or null when it lists no one)."""
-    resources = doc.get("Resources") or []
+    resources = ci_get(doc, "Resources") or []
     if not isinstance(resources, list):
         raise MalformedResponse(f"SCIM ListResponse Resources is {json_kind(resources)}, not an array")
     return resources
@@ -274,16 +344,16 @@ def scim_list_page(doc: Any, start: int, *, documents: bool = False) -> Page:
     gives them) for the page's refresh."""
     doc = document(doc)
     resources = scim_resources(doc)
-    total = as_count(doc.get("totalResults"))
+    total = as_count(ci_get(doc, "totalResults"))
     if total < 0:
         raise MalformedResponse(f"SCIM ListResponse without a totalResults count ({describe(doc)})")
     ids = []
     for n, resource in enumerate(resources):
-        uid = resource.get("id") if isinstance(resource, dict) else None
+        uid = ci_get(resource, "id") if isinstance(resource, dict) else None
         if not isinstance(uid, str) or not uid:
             raise MalformedResponse(f"resource {start + n} of the listing has no id")
         ids.append(uid)
-    echoed = as_count(doc.get("startIndex"))
+    echoed = as_count(ci_get(doc, "startIndex"))
     listed_to = start - 1 + len(ids)
     return Page(
         cursor=start,
@@ -320,7 +390,8 @@ class ScimFeed(ScimUsers):
 
 
 def _last_modified(resource: dict[str, Any]) -> datetime | None:
-    value = obj(resource, "meta").get("lastModified")
+    meta = ci_get(resource, "meta")
+    value = lowered(meta).get("lastmodified") if isinstance(meta, dict) else None
     return parse_rfc3339(value) if isinstance(value, str) else None
 
 
@@ -344,4 +415,5 @@ PROVIDER = ProviderType(
     normalize=normalize,
     error_detail=error_detail,
     not_found=is_not_found,
+    representation_fields=REPRESENTATION_FIELDS,
 )

@@ -34,7 +34,7 @@ from syncd.jsonutil import loads
 from syncd.model.identity import Email, Identity
 from syncd.providers.base import ProviderType
 from syncd.providers.documents import document, json_error, obj, scim_error_404, status_is
-from syncd.providers.scim import ScimFilter, ScimUsers, bearer_auth, scim_fields
+from syncd.providers.scim import REPRESENTATION_FIELDS, ScimFilter, ScimUsers, bearer_auth, scim_fields
 from syncd.providers.scim import error_detail as scim_error_detail
 from syncd.providers.urls import config_url
 
@@ -144,4 +144,6 @@ PROVIDER = ProviderType(
     normalize=normalize,
     error_detail=error_detail,
     not_found=is_not_found,
+    # its SCIM shape's meta; the native document has none of these
+    representation_fields=REPRESENTATION_FIELDS,
 )

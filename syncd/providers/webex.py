@@ -32,8 +32,15 @@ from syncd.model.identity import Identity
 from syncd.providers.auth import AuthConfig
 from syncd.providers.auth import make_auth as scheme_auth
 from syncd.providers.base import ProviderType
-from syncd.providers.documents import document, is_scim_not_found, obj
-from syncd.providers.scim import ScimFeed, ScimFilter, scim_fields
+from syncd.providers.documents import document, is_scim_not_found
+from syncd.providers.scim import (
+    REPRESENTATION_FIELDS,
+    ScimFeed,
+    ScimFilter,
+    lowered,
+    lowered_obj,
+    scim_fields,
+)
 from syncd.providers.scim import error_detail as scim_error_detail
 from syncd.providers.urls import config_url
 
@@ -56,8 +63,8 @@ class WebexConfig(AuthConfig):
 def normalize(doc: Any) -> Identity:
     doc = document(doc)
     fields = scim_fields(doc)
-    cisco = obj(doc, CISCO)
-    status = cisco.get("accountStatus")
+    cisco = lowered_obj(lowered(doc), CISCO.lower())
+    status = cisco.get("accountstatus")
     if isinstance(status, str):
         status = [status]
     if status:
@@ -117,4 +124,5 @@ PROVIDER = ProviderType(
     error_detail=error_detail,
     not_found=is_not_found,
     tracking_header="TrackingID",
+    representation_fields=REPRESENTATION_FIELDS,
 )

@@ -66,6 +66,18 @@ class ZitadelConfig(ProviderBase):
 #: ``USER_STATE_*`` values that mean the user may sign in
 _ACTIVE_STATES = {"USER_STATE_ACTIVE", "USER_STATE_INITIAL"}
 
+#: what describes the answer rather than the user: its change markers, at
+#: the top (GetUserByID) and in the user (issue #17). A difference in these
+#: alone rewrites the mirror row quietly, no event
+REPRESENTATION_FIELDS = (
+    "details.sequence",
+    "details.changeDate",
+    "user.details.sequence",
+    "user.details.changeDate",
+    "updated_at",
+    "source_version",
+)
+
 
 def normalize(doc: Any) -> Identity:
     """Map a GetUserByID response (``{"details":…, "user":…}``) to an Identity."""
@@ -82,6 +94,8 @@ def normalize(doc: Any) -> Identity:
         "active": state in _ACTIVE_STATES,
         "updated_at": parse_rfc3339(details.get("changeDate")),
         "source_version": str(details["sequence"]) if details.get("sequence") is not None else None,
+        # the organization the user belongs to (its id: ZITADEL has no name here)
+        "organization": str(details["resourceOwner"]) if details.get("resourceOwner") else None,
         "raw": doc,
     }
     if "machine" in user:
@@ -309,4 +323,5 @@ PROVIDER = ProviderType(
     normalize=normalize,
     error_detail=error_detail,
     not_found=is_not_found,
+    representation_fields=REPRESENTATION_FIELDS,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,10 +25,21 @@ class ChangeSet:
     rows: list[tuple[Any, ...]]
     #: about how many bytes of JSON each row's payload is (to split a batch)
     sizes: list[int]
+    #: mirror rows rewritten with no event (only ignored or representation
+    #: fields changed): ``(user_id, record, content_hash, the hash it
+    #: replaces)``, the record as canonical JSON (an orjson Fragment)
+    refreshes: list[tuple[str, orjson.Fragment, str, str]] = field(default_factory=list)
+    refresh_sizes: list[int] = field(default_factory=list)
 
     @classmethod
     def empty(cls) -> ChangeSet:
         return cls([], [], [], [], [])
+
+    def refresh(self, user_id: str, record: bytes, content_hash: str, replaces: str) -> None:
+        """Rewrite ``user_id``'s mirror row with ``record``, quietly, if it
+        still has the hash ``replaces`` (a writer that raced it wrote newer)."""
+        self.refreshes.append((user_id, orjson.Fragment(record), content_hash, replaces))
+        self.refresh_sizes.append(len(record))
 
     def add(
         self,
@@ -47,11 +58,16 @@ class ChangeSet:
         self.sizes.append(size)
 
     def __len__(self) -> int:
+        """The number of events (quiet refreshes are none)."""
         return len(self.user_ids)
 
     def param(self) -> bytes:
         """``[[user_id, event_id, type, payload, content_hash], …]`` as JSON."""
         return orjson.dumps(self.rows)
+
+    def refresh_param(self) -> bytes:
+        """``[[user_id, record, content_hash, replaced hash], …]`` as JSON."""
+        return orjson.dumps(self.refreshes)
 
     def subset(self, user_ids: Sequence[str]) -> ChangeSet:
         """The events of these users only."""
@@ -64,15 +80,20 @@ class ChangeSet:
                 out.types.append(self.types[i])
                 out.rows.append(self.rows[i])
                 out.sizes.append(self.sizes[i])
+        for row, size in zip(self.refreshes, self.refresh_sizes, strict=True):
+            if row[0] in keep:
+                out.refreshes.append(row)
+                out.refresh_sizes.append(size)
         return out
 
     def split(self, updates: TargetUpdates, budget: int) -> list[tuple[ChangeSet, TargetUpdates]]:
         """The batch as writes of at most ``budget`` bytes of events each (one
         user's events and target row always in the same write, so each write
         is atomic for its users). Nearly always one part: the batch itself."""
-        if sum(self.sizes) <= budget:
+        if sum(self.sizes) + sum(self.refresh_sizes) <= budget:
             return [(self, updates)]
         size = dict(zip(self.user_ids, self.sizes, strict=True))
+        size.update((row[0], n) for row, n in zip(self.refreshes, self.refresh_sizes, strict=True))
         users = list(dict.fromkeys([*self.user_ids, *updates.user_ids()]))
         parts: list[list[str]] = [[]]
         used = 0

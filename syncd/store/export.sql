@@ -13,7 +13,8 @@ SELECT coalesce((SELECT max(seq) FROM syncd.outbox), 0) AS outbox_seq, now() AS 
 -- name: export_users
 -- $1 provider (NULL = all), $2 include deleted users
 SELECT provider, user_id, username, display_name, given_name, family_name, email,
-       email_verified, emails, phone, active, state, kind, locale, updated_at,
+       email_verified, emails, phone, active, state, kind, locale, employee_number,
+       department, cost_center, organization, division, manager_id, updated_at,
        source_version, raw, content_hash, changed_at, deleted_at
 FROM syncd.users
 WHERE ($1::text IS NULL OR provider = $1) AND ($2 OR deleted_at IS NULL)

@@ -23,20 +23,21 @@ class Mirror(Database):
         return await self._fetch("mirror", provider, limit)
 
     async def write_batch(self, provider: str, owner: str, changes: ChangeSet, updates: TargetUpdates) -> int:
-        """Events + mirror rows + target bookkeeping for one batch: one statement
-        (so atomic, and one round trip); returns the number of events written."""
+        """Events + mirror rows (quiet refreshes too) + target bookkeeping for
+        one batch: one statement (so atomic, and one round trip); returns the
+        number of events written."""
         self.round_trips += 1
         try:
             row = await self.pool.fetchrow(
-                self.q["write_batch"], provider, owner, changes.param(), updates.param()
+                self.q["write_batch"],
+                provider,
+                owner,
+                changes.param(),
+                updates.param(),
+                changes.refresh_param(),
             )
         except CONNECTION_ERRORS as exc:
             raise translate(exc, self.dsn) from exc
         except CONTENT_ERRORS as exc:
             raise WriteRefused(f"{exc.__class__.__name__}: {str(exc)[:300]}") from exc
         return int(row["events"]) if row else 0
-
-    async def rehash(self, provider: str, hashes: Sequence[tuple[str, str]]) -> None:
-        """Store new content hashes (user id, hash) of records that did not
-        change but hash differently (``ignore_fields`` was edited): no event."""
-        await self._execute("rehash", provider, [u for u, _ in hashes], [h for _, h in hashes])

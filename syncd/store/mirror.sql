@@ -5,7 +5,8 @@
 -- name: mirror_rows
 -- $1 provider, $2 user ids
 SELECT user_id, username, display_name, given_name, family_name, email,
-       email_verified, emails, phone, active, state, kind, locale, updated_at,
+       email_verified, emails, phone, active, state, kind, locale, employee_number,
+       department, cost_center, organization, division, manager_id, updated_at,
        source_version, raw, content_hash, changed_at, deleted_at
 FROM syncd.users
 WHERE provider = $1 AND user_id = ANY($2::text[]);
@@ -15,6 +16,7 @@ WHERE provider = $1 AND user_id = ANY($2::text[]);
 -- $3 changes: jsonb [[user_id, event_id, event_type, payload, content_hash], ...]
 -- $4 targets: jsonb [[user_id, status, error, seconds until next sync, not_found_count,
 --                     not_found_since, failed, body_hash, etag, etag_scope], ...]
+-- $5 quiet refreshes: jsonb [[user_id, record, content_hash, replaced content_hash], ...]
 -- Everything a batch writes, in ONE statement (atomic on its own, one round
 -- trip, no BEGIN/COMMIT): insert the events; write the mirror rows of exactly
 -- the events that went in (an event id that already exists, because a racing
@@ -26,6 +28,9 @@ WHERE provider = $1 AND user_id = ANY($2::text[]);
 -- The mirror row is the event's payload.after (NULL after = a deletion). A
 -- payload sent without "patch" is a creation: its patch is built here, one
 -- RFC 6902 "add" of the whole document at the root (saves sending it twice).
+-- A quiet refresh (only ignored or representation fields changed) rewrites
+-- the mirror row with no event and leaves changed_at: only for a target this
+-- writer leases, and only over the row it was planned against.
 WITH rows AS (
     SELECT c ->> 0 AS user_id, (c ->> 1)::uuid AS event_id, c ->> 2 AS event_type,
            c -> 3 AS payload, c ->> 4 AS content_hash
@@ -59,17 +64,21 @@ WITH rows AS (
 ), upserted AS (
     INSERT INTO syncd.users AS u (
         provider, user_id, username, display_name, given_name, family_name, email,
-        email_verified, emails, phone, active, state, kind, locale, updated_at,
+        email_verified, emails, phone, active, state, kind, locale, employee_number,
+        department, cost_center, organization, division, manager_id, updated_at,
         source_version, raw, content_hash)
     SELECT $1, w.user_id, r.username, r.display_name, r.given_name, r.family_name, r.email,
            r.email_verified, coalesce(w.record -> 'emails', '[]'), r.phone, r.active, r.state,
-           coalesce(r.kind, 'human'), r.locale, r.updated_at, r.source_version,
+           coalesce(r.kind, 'human'), r.locale, r.employee_number, r.department, r.cost_center,
+           r.organization, r.division, r.manager_id, r.updated_at, r.source_version,
            w.record -> 'raw', w.content_hash
     FROM written w,
          jsonb_to_record(w.record) AS r(
              username text, display_name text, given_name text, family_name text, email text,
              email_verified boolean, phone text, active boolean, state text, kind text,
-             locale text, updated_at timestamptz, source_version text)
+             locale text, employee_number text, department text, cost_center text,
+             organization text, division text, manager_id text, updated_at timestamptz,
+             source_version text)
     WHERE w.record IS NOT NULL
     ON CONFLICT (provider, user_id) DO UPDATE SET
         username = EXCLUDED.username, display_name = EXCLUDED.display_name,
@@ -77,9 +86,31 @@ WITH rows AS (
         email = EXCLUDED.email, email_verified = EXCLUDED.email_verified,
         emails = EXCLUDED.emails, phone = EXCLUDED.phone, active = EXCLUDED.active,
         state = EXCLUDED.state, kind = EXCLUDED.kind, locale = EXCLUDED.locale,
+        employee_number = EXCLUDED.employee_number, department = EXCLUDED.department,
+        cost_center = EXCLUDED.cost_center, organization = EXCLUDED.organization,
+        division = EXCLUDED.division, manager_id = EXCLUDED.manager_id,
         updated_at = EXCLUDED.updated_at, source_version = EXCLUDED.source_version,
         raw = EXCLUDED.raw, content_hash = EXCLUDED.content_hash,
         synced_at = now(), changed_at = now(), deleted_at = NULL
+    RETURNING 1
+), refreshed AS (
+    -- the record's columns by name (jsonb_populate_record: a record key is
+    -- its column's name); changed_at stays, as nothing a reader acts on changed
+    UPDATE syncd.users u SET
+        (username, display_name, given_name, family_name, email, email_verified, emails,
+         phone, active, state, kind, locale, employee_number, department, cost_center,
+         organization, division, manager_id, updated_at, source_version, raw) =
+        (r.username, r.display_name, r.given_name, r.family_name, r.email, r.email_verified,
+         coalesce(r.emails, '[]'), r.phone, r.active, r.state, coalesce(r.kind, 'human'),
+         r.locale, r.employee_number, r.department, r.cost_center, r.organization,
+         r.division, r.manager_id, r.updated_at, r.source_version, r.raw),
+        content_hash = q.content_hash, synced_at = now()
+    FROM (SELECT f ->> 0 AS user_id, f -> 1 AS record, f ->> 2 AS content_hash, f ->> 3 AS replaces
+          FROM jsonb_array_elements($5::jsonb) AS f) AS q
+    JOIN syncd.targets t ON t.provider = $1 AND t.user_id = q.user_id AND t.leased_by = $2
+    CROSS JOIN LATERAL jsonb_populate_record(NULL::syncd.users, q.record) AS r
+    WHERE u.provider = $1 AND u.user_id = q.user_id AND u.content_hash = q.replaces
+      AND u.deleted_at IS NULL
     RETURNING 1
 ), deleted AS (
     UPDATE syncd.users u SET deleted_at = now(), changed_at = now()
@@ -117,17 +148,10 @@ WITH rows AS (
 )
 SELECT c.events,
        (SELECT count(*) FROM upserted) + (SELECT count(*) FROM deleted) AS rows,
+       (SELECT count(*) FROM refreshed) AS refreshed,
        (SELECT count(*) FROM finished) AS targets,
        CASE WHEN c.events > 0 THEN pg_notify('syncd_outbox', c.events::text) END AS notified
 FROM counted c;
-
--- name: rehash
--- $1 provider, $2 user ids, $3 content hashes
--- The record is the same but its hash changed (ignore_fields was edited):
--- store the new hash; nothing changed, so no event.
-UPDATE syncd.users u SET content_hash = i.h
-FROM unnest($2::text[], $3::text[]) AS i(user_id, h)
-WHERE u.provider = $1 AND u.user_id = i.user_id;
 
 -- name: mirror
 -- $1 provider (NULL = all), $2 limit

@@ -175,12 +175,12 @@ async def _fetch_user(
 def record_of(runtime: ProviderRuntime, identity: Identity) -> tuple[bytes, str]:
     """The record's canonical JSON and hash, or that user's ``DocumentRefused``."""
     try:
-        record, content_hash = record_json_and_hash(identity, runtime.ignore)
+        record, content_hash = record_json_and_hash(identity)
         if b"\\u0000" in record:
             # PostgreSQL can store no NUL character in text or jsonb: one such
             # string would fail the whole batch's write, pass after pass
             identity = without_nul(identity)
-            record, content_hash = record_json_and_hash(identity, runtime.ignore)
+            record, content_hash = record_json_and_hash(identity)
             log.warning("user.nul_replaced", provider=runtime.name, user_id=identity.user_id)
     except Exception as exc:  # orjson's depth or type limits, a mapping bug
         raise DocumentRefused(

@@ -22,7 +22,7 @@ import structlog
 
 from syncd.errors import CircuitOpen, DocumentRefused, NotFound, ProviderError
 from syncd.http.retry import RetryPolicy
-from syncd.model.diff import record_hash
+from syncd.model.diff import same_but_for
 from syncd.model.events import event_id, event_payload, record_from_row
 from syncd.model.status import EventType, TargetStatus
 from syncd.store import RUN_COUNTS, ChangeSet, TargetUpdates
@@ -39,6 +39,11 @@ STATUS_COUNTS: dict[str, str] = {
     TargetStatus.NOT_FOUND_UNCONFIRMED: "not_found",
     TargetStatus.DELETING: "not_found",
 }
+
+#: a pass's counts: the run's (``sync_runs``' columns), and of its not-found
+#: users, those deleted already (asked again at ``deleted_recheck``): they
+#: answer 404 as expected, nothing for an admin to look at
+PASS_COUNTS = (*RUN_COUNTS, "still_deleted")
 
 #: a failing target's retry doubles this often at most (64 x error_retry)
 FAILURE_DOUBLINGS = 6
@@ -79,7 +84,8 @@ class PlanSettings:
 
     provider: str
     provider_type: str
-    ignore: tuple[str, ...] = ()
+    #: record paths whose difference alone gives no event (``ProviderRuntime.quiet``)
+    quiet: tuple[str, ...] = ()
     interval: float = 900.0
     #: a deleted user's cadence (``deleted_recheck``)
     deleted_recheck: float = 86400.0
@@ -113,9 +119,7 @@ class BatchPlan:
     deletions: list[tuple[TargetRow, str]] = field(default_factory=list)
     #: users answering again after 404s (a held or rejected deletion is moot)
     came_back: list[str] = field(default_factory=list)
-    #: users whose hash changed only because ignore_fields did: (user id, new hash)
-    rehash: list[tuple[str, str]] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUN_COUNTS, 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PASS_COUNTS, 0))
 
 
 def mirrored(target: TargetRow) -> bool:
@@ -219,9 +223,10 @@ def _plan_change(
         return
     new_hash = outcome.content_hash or ""
     if event is None:
-        # same record but for ignored fields, new hash definition
-        # (ignore_fields edited): no event
-        plan.rehash.append((uid, new_hash))
+        # only ignored or representation fields changed (a new meta.location,
+        # a change marker): the mirror row is rewritten, quietly, so its raw
+        # document never goes stale; no event
+        plan.changes.refresh(uid, outcome.record or b"", new_hash, target["content_hash"])
         plan.counts["unchanged"] += 1
         plan.targets.add(
             uid,
@@ -261,6 +266,8 @@ def _plan_not_found(
         # deleted already: asked again at the slower cadence (it may come back);
         # never mirrored (an id added before its user exists): at the interval
         cadence = settings.deleted_recheck if target["deleted_at"] is not None else settings.interval
+        if target["deleted_at"] is not None:
+            plan.counts["still_deleted"] += 1
         plan.targets.add(uid, TargetStatus.NOT_FOUND, next_in=spread(cadence))
         return
     not_found_count = target["not_found_count"] + 1
@@ -387,7 +394,8 @@ def change_event(
     observed: str,
 ) -> tuple[str, str, dict[str, Any]] | None:
     """``(kind, event id, payload)`` of a fetched user whose hash differs from
-    its mirror row's, or None when only ignored fields differ."""
+    its mirror row's, or None when only quiet fields (ignored, representation)
+    differ."""
     uid, record, new_hash = target["user_id"], outcome.record or b"", outcome.content_hash or ""
     if row is None:
         # a creation carries the record's bytes as they are, and its patch
@@ -406,7 +414,7 @@ def change_event(
     else:
         after = orjson.loads(record)
         before = record_from_row(row)
-        if kind == "updated" and record_hash(before, settings.ignore) == record_hash(after, settings.ignore):
+        if kind == "updated" and same_but_for(before, after, settings.quiet):
             return None
         payload = event_payload(
             settings.provider, settings.provider_type, uid, outcome.version, before, after, observed

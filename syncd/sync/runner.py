@@ -51,8 +51,6 @@ async def write_outcomes(
     whose write PostgreSQL refused. Its deletions are the caller's to guard."""
     store = services.store
     plan = await plan_outcomes(store, runtime, services.sync, outcomes)
-    if plan.rehash:
-        await store.rehash(runtime.name, plan.rehash)
     counts = plan.counts
     targets = {target["user_id"]: target for target in batch}
     refused = await services.writer.write(runtime, plan.changes, plan.targets, targets)

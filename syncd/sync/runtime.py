@@ -40,7 +40,10 @@ class ProviderRuntime:
     the sync keeps for it."""
 
     connection: Connection
-    ignore: tuple[str, ...]
+    #: record paths whose difference alone is no change worth an event (the
+    #: mirror row is rewritten quietly): ``ignore_fields`` and, unless
+    #: ``representation_events``, the type's representation fields
+    quiet: tuple[str, ...]
     #: salts the body fingerprint with everything that shapes the record, so
     #: an upgrade or a changed ignore/redact setting re-reads every user once
     salt: bytes = b""
@@ -91,8 +94,9 @@ def open_runtime(config: ProviderBase) -> ProviderRuntime:
     connection = connect(config)
     kind = connection.kind
     ignore = config.ignore_fields if config.ignore_fields is not None else kind.default_ignore_fields
-    salt = repr((__version__, kind.name, sorted(config.redact_fields), sorted(ignore))).encode()
-    return ProviderRuntime(connection, tuple(ignore), salt=salt)
+    quiet = (*ignore, *(() if config.representation_events else kind.representation_fields))
+    salt = repr((__version__, kind.name, sorted(config.redact_fields), sorted(quiet))).encode()
+    return ProviderRuntime(connection, quiet, salt=salt)
 
 
 def plan_settings(runtime: ProviderRuntime, sync: SyncConfig) -> PlanSettings:
@@ -101,7 +105,7 @@ def plan_settings(runtime: ProviderRuntime, sync: SyncConfig) -> PlanSettings:
     return PlanSettings(
         provider=runtime.name,
         provider_type=cfg.type,  # type: ignore[attr-defined]
-        ignore=runtime.ignore,
+        quiet=runtime.quiet,
         interval=cfg.interval,
         deleted_recheck=cfg.deleted_recheck,
         error_retry=sync.error_retry,

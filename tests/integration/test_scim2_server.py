@@ -26,6 +26,10 @@ What the server does, as these tests found it (0.8.3):
   syncd does not send one. It pages by index, sorted by id: a user deleted
   between two pages moves the later ones back, and ``totalResults`` moves
   with it, which syncd refuses as incomplete.
+- ``meta.location`` is built from the host the request named: the same user
+  read as ``localhost`` and as ``127.0.0.1`` gives two documents (a
+  host-name change upstream, in small): syncd writes it with no event.
+  It keeps the enterprise extension as sent.
 """
 
 from __future__ import annotations
@@ -503,3 +507,46 @@ async def test_a_bearer_token_mirrors_the_users_of_the_real_server(
     synced = await engine.sync("corp")
     assert (synced.counts["created"], synced.counts["failed"]) == (5, 0)
     assert await mirrored(store) == set(ids)
+
+
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+
+
+async def test_a_new_host_name_is_no_event_storm_and_the_enterprise_columns_are_filled(
+    scim2_server, scim_config, store, engine_for
+):
+    """The server names each user's ``meta.location`` after the host it was
+    asked on: reading it as ``localhost`` instead of ``127.0.0.1`` (what a
+    host-name change upstream does) changes every user's document and
+    nothing about the user. No event; the raw documents are current."""
+    server = await scim2_server()
+    ids = []
+    for n in range(8):
+        body = scim_user(n) | {
+            "schemas": [USER, ENTERPRISE],
+            ENTERPRISE: {"employeeNumber": f"E{n}", "department": "Ops", "manager": {"value": "m-1"}},
+        }
+        status, doc = await server.call("POST", "/Users", body)
+        assert status == 201, doc
+        ids.append(str(doc["id"]))
+    engine = await engine_for(scim_config(server))
+    await store.add_targets("corp", ids)
+    assert (await engine.sync("corp")).counts["created"] == len(ids)
+    rows = await store.pool.fetch(
+        "SELECT employee_number, department, manager_id, raw #>> '{meta,location}' AS location FROM syncd.users"
+    )
+    assert sorted(r["employee_number"] for r in rows) == [f"E{n}" for n in range(8)]
+    assert {(r["department"], r["manager_id"]) for r in rows} == {("Ops", "m-1")}
+    assert all(r["location"].startswith("http://127.0.0.1:") for r in rows)
+    events = len(await event_types(store))
+    await engine.close()
+
+    moved = Scim2Server(server.proc, server.url.replace("127.0.0.1", "localhost"), server.session)
+    engine = await engine_for(scim_config(moved))
+    await store.pool.execute("UPDATE syncd.targets SET next_sync_at = now()")
+    report = await engine.sync("corp")
+
+    assert (report.counts["unchanged"], report.counts["failed"]) == (len(ids), 0), report.counts
+    assert len(await event_types(store)) == events
+    locations = await store.pool.fetch("SELECT raw #>> '{meta,location}' AS location FROM syncd.users")
+    assert all(r["location"].startswith("http://localhost:") for r in locations)

@@ -665,6 +665,7 @@ class ExplainingStore(Store):
                     owner,
                     changes.param(),
                     done.param(),
+                    changes.refresh_param(),
                 )
             finally:
                 await tx.rollback()

@@ -91,7 +91,7 @@ def test_a_304_plans_an_unchanged_user_its_etag_and_fingerprint_kept_and_nothing
     outcome = Outcome(_target("u1"), not_modified=True, body_hash="b1", etag='W/"1"')
     assert rows_needed([outcome]) == []  # no mirror row is read, none is written
     plan = plan_batch([outcome], {}, SETTINGS, NOW, spread=lambda s: s)
-    assert len(plan.changes) == 0 and plan.rehash == [] and plan.deletions == []
+    assert len(plan.changes) == 0 and plan.changes.refreshes == [] and plan.deletions == []
     assert (plan.counts["fetched"], plan.counts["unchanged"]) == (1, 1)
     [row] = map(_row, plan.targets.rows)
     assert row["status"] == TargetStatus.UNCHANGED and row["next_in"] == 900.0 and not row["failed"]
@@ -100,7 +100,7 @@ def test_a_304_plans_an_unchanged_user_its_etag_and_fingerprint_kept_and_nothing
 
 def test_a_200_keeps_its_new_etag_and_one_without_clears_it() -> None:
     ident = Identity(user_id="u1", username="ada", display_name="Ada v2", raw={"id": "u1"})
-    record, new_hash = record_json_and_hash(ident, ())
+    record, new_hash = record_json_and_hash(ident)
     changed = Outcome(_target("u1"), record=record, content_hash=new_hash, body_hash="b2", etag='W/"2"')
     bare = Outcome(_target("u2", content_hash=new_hash), record=record, content_hash=new_hash, body_hash="b3")
     row = {"user_id": "u1", "username": "ada", "display_name": "Ada", "raw": {"id": "u1"}, "emails": []}

@@ -56,8 +56,8 @@ def target(uid: str, **kw: object) -> dict:
     return {**row, **kw}
 
 
-def fetched(t: dict, ident: Identity, ignore: tuple[str, ...] = ()) -> Outcome:
-    record, h = record_json_and_hash(ident, ignore)
+def fetched(t: dict, ident: Identity) -> Outcome:
+    record, h = record_json_and_hash(ident)
     return Outcome(t, record=record, content_hash=h, version=ident.source_version)
 
 
@@ -65,8 +65,8 @@ class MirrorRow(dict):
     """A mirror row as asyncpg gives it (``items()`` and item access)."""
 
 
-def mirror_row(ident: Identity, ignore: tuple[str, ...] = ()) -> MirrorRow:
-    record, h = record_json_and_hash(ident, ignore)
+def mirror_row(ident: Identity) -> MirrorRow:
+    record, h = record_json_and_hash(ident)
     doc = orjson.loads(record)
     return MirrorRow({**doc, "content_hash": h, "changed_at": NOW - timedelta(hours=1), "deleted_at": None})
 
@@ -110,14 +110,54 @@ def test_an_update_carries_before_after_and_the_patch():
     assert {"op": "replace", "path": "/display_name", "value": "Grace"} in ops
 
 
-def test_an_ignore_fields_edit_is_unchanged_and_rehashed_not_an_update():
-    ident = identity("u1", loginNames=["a@x"])
-    _, old_hash = record_json_and_hash(ident)  # the hash before loginNames was ignored
-    settings = PlanSettings(**{**SETTINGS.__dict__, "ignore": ("loginNames",)})
-    o = fetched(target("u1", content_hash=old_hash), ident, settings.ignore)
-    p = plan([o], {"u1": mirror_row(ident)}, settings)
+QUIET = PlanSettings(**{**SETTINGS.__dict__, "quiet": ("loginNames", "meta.location", "updated_at")})
+
+
+def _quiet_change(before: Identity, after: Identity, settings: PlanSettings = QUIET):
+    _, old_hash = record_json_and_hash(before)
+    o = fetched(target("u1", content_hash=old_hash, changed_at=NOW), after)
+    return o, old_hash, plan([o], {"u1": mirror_row(before)}, settings)
+
+
+def test_a_change_in_ignored_fields_alone_rewrites_the_row_quietly_with_no_event():
+    o, old_hash, p = _quiet_change(identity("u1", loginNames=["a@x"]), identity("u1", loginNames=["b@x"]))
     assert p.counts["unchanged"] == 1 and p.counts["updated"] == 0 and len(p.changes) == 0
-    assert p.rehash == [("u1", o.content_hash)]
+    # the raw document is kept up to date: the row is rewritten over the one planned against
+    [(uid, record, new_hash, replaces)] = p.changes.refreshes
+    assert (uid, new_hash, replaces) == ("u1", o.content_hash, old_hash)
+    assert orjson.loads(orjson.dumps(record))["raw"]["loginNames"] == ["b@x"]
+    assert statuses(p) == {"u1": "unchanged"}
+
+
+def test_a_new_meta_location_and_change_marker_alone_are_no_event():
+    before = Identity(user_id="u1", updated_at=NOW, raw={"meta": {"location": "https://a/Users/u1"}})
+    after = Identity(
+        user_id="u1", updated_at=NOW + timedelta(hours=1), raw={"meta": {"location": "https://b/Users/u1"}}
+    )
+    _, _, p = _quiet_change(before, after)
+    assert len(p.changes) == 0 and len(p.changes.refreshes) == 1
+
+
+def test_a_real_change_beside_quiet_ones_is_one_update_with_all_of_them_in_its_patch():
+    before = identity("u1", "Ada", loginNames=["a@x"])
+    after = identity("u1", "Grace", loginNames=["b@x"])
+    _, _, p = _quiet_change(before, after)
+    assert p.changes.types == ["user.updated"] and p.changes.refreshes == []
+    paths = {op["path"] for op in p.changes.rows[0][3]["patch"]}
+    assert {"/display_name", "/raw/loginNames/0"} <= paths
+
+
+def test_with_nothing_quiet_every_difference_is_an_event():
+    _, _, p = _quiet_change(identity("u1", loginNames=["a@x"]), identity("u1", loginNames=["b@x"]), SETTINGS)
+    assert p.changes.types == ["user.updated"] and p.changes.refreshes == []
+
+
+def test_a_restore_is_an_event_even_when_only_quiet_fields_differ():
+    before, after = identity("u1", loginNames=["a@x"]), identity("u1", loginNames=["b@x"])
+    _, old_hash = record_json_and_hash(before)
+    o = fetched(target("u1", content_hash=old_hash, deleted_at=NOW, changed_at=NOW), after)
+    p = plan([o], {"u1": mirror_row(before)}, QUIET)
+    assert p.changes.types == ["user.restored"]
 
 
 def test_a_first_404_is_not_confirmed_and_a_second_one_a_minute_later_is():
