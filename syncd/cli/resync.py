@@ -187,8 +187,10 @@ class Outcome(NamedTuple):
 
 def _attention(counts: dict[str, int]) -> list[str]:
     found = []
-    if counts["not_found"]:
-        found.append(f"{counts['not_found']} user(s) not found")
+    # a user deleted in the mirror already answers 404 as expected: no news
+    gone = counts["not_found"] - counts.get("still_deleted", 0)
+    if gone:
+        found.append(f"{gone} user(s) not found")
     if counts["held"]:
         found.append(f"{counts['held']} deletion(s) held (see `syncd deletions list`)")
     return found

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from syncd.model.status import RunStatus
-from syncd.store import RUN_COUNTS
+from syncd.sync.plan import PASS_COUNTS
 
 
 @dataclass
@@ -16,7 +16,7 @@ class PassReport:
     run_id: int | None = None
     status: str = RunStatus.OK
     error: str | None = None
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RUN_COUNTS, 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PASS_COUNTS, 0))
     #: how users were read (``batch``, ``by_id``) and the requests the pass sent
     read_mode: str | None = None
     requests: int = 0

@@ -101,6 +101,11 @@ async def test_resync_exit_code_tells_clean_from_failed_from_needs_attention(
     assert "not found 2" in out
     assert "syncd resync: finished, needs attention: corp: 2 user(s) not found" in err
 
+    # deleted now: asked again, they still answer 404, as expected, so that is no news: 0
+    rc, out, err = await syncd("resync", "--all", "--config", path)
+    assert rc == 0, err
+    assert "not found 2" in out and "needs attention" not in err
+
     # a pass that would delete too many holds the deletions: 4 again, and says where to look
     Path(path).write_text(
         Path(path).read_text().replace("max_delete_fraction = 1.0", "max_delete_fraction = 0.1")
