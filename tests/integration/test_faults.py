@@ -346,13 +346,23 @@ async def test_an_expired_oauth_token_is_renewed_once_and_the_run_completes(
 
 
 async def test_max_rps_budget_is_respected(store, zitadel, make_config, engine_for):
-    """A token bucket: a burst of max_rps, then max_rps requests a second."""
+    """A token bucket: a burst of max_rps, then max_rps requests a second.
+
+    Checked as the bucket's own property, over every window of arrivals: at
+    most the burst plus max_rps per second of the window (and one request of
+    slack for the fake's clock). A rate measured after the first 40 arrivals
+    failed on a loaded machine: a burst that reaches the server spread out
+    has refilled tokens by its end, which the bucket rightly spends."""
     _, engine = await seeded(store, zitadel, make_config, engine_for, n=60, concurrency=8, max_rps=40)
     await engine.sync("zitadel")
     arrivals = sorted(r.at for r in zitadel.requests)
-    after_burst = arrivals[40:]
-    rate = (len(after_burst) - 1) / (after_burst[-1] - after_burst[0])
-    assert rate <= 40 * 1.25
+    assert len(arrivals) == 60
+    worst = max(
+        (j - i + 1) - (40 + 40 * (arrivals[j] - arrivals[i]))
+        for i in range(len(arrivals))
+        for j in range(i, len(arrivals))
+    )
+    assert worst <= 1, f"{worst:.1f} requests over the bucket's allowance in some window"
     assert arrivals[-1] - arrivals[0] >= (60 - 40) / 40 * 0.9
 
 
