@@ -184,6 +184,22 @@ def make_config(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., C
 
 
 @pytest.fixture
+async def provider(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[FakeProvider]:
+    """A running fake of the type a test is parametrized with (``indirect``;
+    ``scim`` when it is not), its token in ``TOKEN_ENV``. A module's
+    ``LISTING_CAP`` caps the fake's list pages (so a listing has pages)."""
+    f = fake(getattr(request, "param", "scim"))
+    cap = getattr(request.module, "LISTING_CAP", None)
+    if cap is not None:
+        f.listing.cap = cap
+    async with f:
+        monkeypatch.setenv(TOKEN_ENV, f.token)
+        yield f
+
+
+@pytest.fixture
 async def engine_for(store: Store) -> AsyncIterator[Callable[..., Any]]:
     engines: list[Engine] = []
 

@@ -16,14 +16,6 @@ from tests.integration.conftest import FAST, TOKEN_ENV
 N = 250
 
 
-@pytest.fixture
-async def provider(request, monkeypatch):
-    f = fake(request.param)
-    async with f:
-        monkeypatch.setenv(TOKEN_ENV, f.token)
-        yield f
-
-
 async def batched_engine(f, store, make_config, engine_for, n=N, **over):
     ids = f.seed(n)
     await store.add_targets("corp", ids)

@@ -40,14 +40,6 @@ def _debug_logs() -> Iterator[None]:
     structlog.configure(**before)
 
 
-@pytest.fixture
-async def provider(request, monkeypatch) -> Any:
-    f = fake(getattr(request, "param", "scim"))
-    async with f:
-        monkeypatch.setenv(TOKEN_ENV, f.token)
-        yield f
-
-
 async def synced(
     f: FakeProvider, store, make_config, engine_for, n: int = N, **over: Any
 ) -> tuple[list, Any]:

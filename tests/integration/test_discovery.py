@@ -18,15 +18,8 @@ TYPES = ["zitadel", "wacht", "fortanix", "webex", "scim"]
 N = 130
 #: the fakes' page cap: 130 users are at least three pages for every type
 CAP = 40
-
-
-@pytest.fixture
-async def provider(request, monkeypatch):
-    f = fake(request.param)
-    f.listing.cap = CAP
-    async with f:
-        monkeypatch.setenv(TOKEN_ENV, f.token)
-        yield f
+#: the fake's list pages hold at most this many users (the conftest's provider)
+LISTING_CAP = CAP
 
 
 async def discovering_engine(f, make_config, engine_for, **over):

@@ -13,20 +13,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from syncd.testing.dialects import fake
 from syncd.testing.dialects.scim import touch
-from tests.integration.conftest import FAST, TOKEN_ENV, wait_for
+from tests.integration.conftest import FAST, wait_for
 
 N = 12
 
 
-@pytest.fixture
-async def provider(request, monkeypatch):
-    f = fake(request.param)
-    f.listing.cap = 5  # pages of five: a walk has pages to race
-    async with f:
-        monkeypatch.setenv(TOKEN_ENV, f.token)
-        yield f
+#: pages of five: a walk has pages to race (the conftest's provider)
+LISTING_CAP = 5
 
 
 async def fed(f, store, make_config, engine_for, **over):

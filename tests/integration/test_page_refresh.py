@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from syncd.discovery.listing import Verdict
-from syncd.testing.dialects import fake
 from tests.integration.conftest import FAST, TOKEN_ENV
 from tests.integration.test_cli import syncd
 from tests.integration.test_discovery import discover_config
@@ -21,16 +20,9 @@ from tests.integration.test_discovery import discover_config
 N = 130
 #: the fakes' page cap: 130 users are four pages
 CAP = 40
+#: the fake's list pages hold at most this many users (the conftest's provider)
+LISTING_CAP = CAP
 INTERVAL = 3600.0
-
-
-@pytest.fixture
-async def provider(request, monkeypatch):
-    f = fake(request.param)
-    f.listing.cap = CAP
-    async with f:
-        monkeypatch.setenv(TOKEN_ENV, f.token)
-        yield f
 
 
 async def mirrored_engine(f, store, make_config, engine_for, **over):

@@ -14,14 +14,6 @@ from tests.integration.conftest import TOKEN_ENV
 from tests.integration.test_cli import syncd
 
 
-@pytest.fixture
-async def provider(request, monkeypatch):
-    f = fake(request.param)
-    async with f:
-        monkeypatch.setenv(TOKEN_ENV, f.token)
-        yield f
-
-
 def username_and_email(f, uid: str) -> tuple[str, str]:
     doc = f.users[uid]
     if f.dialect.type == "zitadel":
