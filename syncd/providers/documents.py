@@ -62,13 +62,21 @@ def as_count(value: Any) -> int:
 
 
 # -- telling the provider's own 404 from any other ---------------------------------------------
+def ci_get(doc: Mapping[str, Any], name: str) -> Any:
+    """``doc[name]``, the name matched exactly, else case-insensitively (a
+    header's; a SCIM attribute's, RFC 7643 §2.1), None when there is none."""
+    value = doc.get(name)
+    if value is None:  # a loop, not next(genexpr): this runs some 30 times per SCIM user
+        lowered = name.lower()
+        for key, found in doc.items():
+            if key.lower() == lowered:
+                return found
+    return value
+
+
 def header(headers: Mapping[str, str], name: str) -> str:
     """A header's value, its name matched case-insensitively (a plain dict too)."""
-    value = headers.get(name)
-    if value is None:
-        lowered = name.lower()
-        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
-    return value or ""
+    return ci_get(headers, name) or ""
 
 
 def media_type(headers: Mapping[str, str]) -> str:

@@ -44,12 +44,19 @@ from syncd.providers.auth import AuthConfig
 from syncd.providers.auth import make_auth as scheme_auth
 from syncd.providers.base import ProviderType, SearchBy, has_value
 from syncd.providers.check import scim_list_answer, scim_list_request
-from syncd.providers.documents import as_count, describe, document, is_scim_not_found, json_kind, obj
+from syncd.providers.documents import (
+    as_count,
+    ci_get,
+    describe,
+    document,
+    is_scim_not_found,
+    json_kind,
+    obj,
+)
 from syncd.providers.urls import config_url, user_url
 from syncd.timeutil import parse_rfc3339
 
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
-ENTERPRISE_KEY = ENTERPRISE.lower()
 #: what describes a SCIM representation rather than the user (issue #17): a
 #: difference in these alone rewrites the mirror row quietly, no event
 REPRESENTATION_FIELDS = (
@@ -86,114 +93,106 @@ class ScimConfig(AuthConfig):
     discover_filter: ScimFilter | None = None
 
 
-def lowered(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` with its keys in lower case: RFC 7643 §2.1 makes attribute
-    names (``userName``, ``name.givenName``, schema URNs) case-insensitive,
-    and real servers send ``username`` or ``USERNAME``."""
-    return {k.lower(): v for k, v in doc.items()}
-
-
-def lowered_obj(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    """``doc[key]`` (``key`` in lower case) as a lowered object, ``{}`` when it is none."""
-    value = doc.get(key)
-    return lowered(value) if isinstance(value, dict) else {}
-
-
-def ci_get(doc: dict[str, Any], key: str) -> Any:
-    """``doc[key]``, the name matched exactly, else case-insensitively."""
-    if key in doc:
-        return doc[key]
-    key = key.lower()
-    return next((v for k, v in doc.items() if k.lower() == key), None)
+def ci_obj(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """``doc[name]`` (the name in any case) when it is a JSON object, else ``{}``."""
+    value = ci_get(doc, name)
+    return value if isinstance(value, dict) else {}
 
 
 def _multi(items: Any) -> list[dict[str, Any]]:
-    """A multi-valued attribute's items (RFC 7643 §2.4) that have a value, lowered."""
+    """A multi-valued attribute's items (RFC 7643 §2.4) that have a value."""
     if not isinstance(items, list):
         return []
-    found = (lowered(i) for i in items if isinstance(i, dict))
-    return [i for i in found if i.get("value")]
+    return [i for i in items if isinstance(i, dict) and ci_get(i, "value")]
 
 
 def scim_emails(doc: dict[str, Any]) -> tuple[Email, ...]:
-    """``doc`` lowered (``lowered``)."""
-    return tuple(
-        Email(
-            value=str(e["value"]),
-            type=e.get("type"),
-            primary=bool(e.get("primary")) if "primary" in e else None,
+    out = []
+    for e in _multi(ci_get(doc, "emails")):
+        primary = ci_get(e, "primary")
+        out.append(
+            Email(
+                value=str(ci_get(e, "value")),
+                type=ci_get(e, "type"),
+                primary=None if primary is None else bool(primary),
+            )
         )
-        for e in _multi(doc.get("emails"))
-    )
+    return tuple(out)
 
 
 def _primary_value(items: Any) -> str | None:
     values = _multi(items)
     for i in values:
-        if i.get("primary"):
-            return str(i["value"])
-    return str(values[0]["value"]) if values else None
+        if ci_get(i, "primary"):
+            return str(ci_get(i, "value"))
+    return str(ci_get(values[0], "value")) if values else None
 
 
 def _text(value: Any) -> str | None:
     """An enterprise attribute as text (a number is kept as its digits), or None."""
     if isinstance(value, bool) or value is None or isinstance(value, dict | list):
         return None
-    return str(value) if str(value) else None
+    return str(value) or None
+
+
+#: the enterprise extension's attributes and their record fields
+ENTERPRISE_FIELDS = {
+    "employee_number": "employeeNumber",
+    "department": "department",
+    "cost_center": "costCenter",
+    "organization": "organization",
+    "division": "division",
+}
 
 
 def enterprise_fields(doc: dict[str, Any]) -> dict[str, str | None]:
-    """RFC 7643 §4.3's enterprise extension as record fields (``doc`` lowered)."""
-    ext = lowered_obj(doc, ENTERPRISE_KEY)
+    """RFC 7643 §4.3's enterprise extension as record fields."""
+    ext = ci_obj(doc, ENTERPRISE)
     if not ext:
         return {}
-    manager = ext.get("manager")
-    if isinstance(manager, dict):
-        manager = lowered(manager).get("value")
-    return {
-        "employee_number": _text(ext.get("employeenumber")),
-        "department": _text(ext.get("department")),
-        "cost_center": _text(ext.get("costcenter")),
-        "organization": _text(ext.get("organization")),
-        "division": _text(ext.get("division")),
-        "manager_id": _text(manager),
-    }
+    fields = {field: _text(ci_get(ext, name)) for field, name in ENTERPRISE_FIELDS.items()}
+    manager = ci_get(ext, "manager")
+    fields["manager_id"] = _text(ci_get(manager, "value") if isinstance(manager, dict) else manager)
+    return fields
 
 
 def scim_fields(doc: Any) -> dict[str, Any]:
     """The record fields of a SCIM 2 User resource (keyword arguments of
-    Identity); attribute names in any case (RFC 7643 §2.1)."""
-    raw = document(doc)
-    doc = lowered(raw)
-    if not doc.get("id"):
+    Identity). Attribute names are matched exactly, else in any case (RFC
+    7643 §2.1): exact first, as nearly every server sends them so."""
+    doc = document(doc)
+    uid = ci_get(doc, "id")
+    if not uid:
         raise MalformedResponse("SCIM resource has no id")
-    name = lowered_obj(doc, "name")
-    given, family = name.get("givenname"), name.get("familyname")
+    name = ci_obj(doc, "name")
+    given, family = ci_get(name, "givenName"), ci_get(name, "familyName")
     display = (
-        doc.get("displayname") or name.get("formatted") or (" ".join(p for p in (given, family) if p) or None)
+        ci_get(doc, "displayName")
+        or ci_get(name, "formatted")
+        or (" ".join(p for p in (given, family) if p) or None)
     )
     emails = scim_emails(doc)
     primary = primary_email(emails)
-    active = doc.get("active")
+    active = ci_get(doc, "active")
     active = True if active is None else bool(active)
-    meta = lowered_obj(doc, "meta")
+    meta = ci_obj(doc, "meta")
     return {
-        "user_id": str(doc["id"]),
-        "username": doc.get("username"),
+        "user_id": str(uid),
+        "username": ci_get(doc, "userName"),
         "display_name": display,
         "given_name": given,
         "family_name": family,
         "email": primary.value if primary else None,
         "emails": emails,
-        "phone": _primary_value(doc.get("phonenumbers")),
+        "phone": _primary_value(ci_get(doc, "phoneNumbers")),
         "active": active,
         "state": "active" if active else "inactive",
-        "locale": doc.get("locale") or doc.get("preferredlanguage"),
+        "locale": ci_get(doc, "locale") or ci_get(doc, "preferredLanguage"),
         **enterprise_fields(doc),
-        "updated_at": parse_rfc3339(meta.get("lastmodified")),
-        "source_version": meta.get("version"),
+        "updated_at": parse_rfc3339(ci_get(meta, "lastModified")),
+        "source_version": ci_get(meta, "version"),
         "kind": "human",
-        "raw": raw,
+        "raw": doc,
     }
 
 
@@ -390,8 +389,7 @@ class ScimFeed(ScimUsers):
 
 
 def _last_modified(resource: dict[str, Any]) -> datetime | None:
-    meta = ci_get(resource, "meta")
-    value = lowered(meta).get("lastmodified") if isinstance(meta, dict) else None
+    value = ci_get(ci_obj(resource, "meta"), "lastModified")
     return parse_rfc3339(value) if isinstance(value, str) else None
 
 

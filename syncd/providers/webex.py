@@ -32,13 +32,12 @@ from syncd.model.identity import Identity
 from syncd.providers.auth import AuthConfig
 from syncd.providers.auth import make_auth as scheme_auth
 from syncd.providers.base import ProviderType
-from syncd.providers.documents import document, is_scim_not_found
+from syncd.providers.documents import ci_get, document, is_scim_not_found
 from syncd.providers.scim import (
     REPRESENTATION_FIELDS,
     ScimFeed,
     ScimFilter,
-    lowered,
-    lowered_obj,
+    ci_obj,
     scim_fields,
 )
 from syncd.providers.scim import error_detail as scim_error_detail
@@ -63,8 +62,7 @@ class WebexConfig(AuthConfig):
 def normalize(doc: Any) -> Identity:
     doc = document(doc)
     fields = scim_fields(doc)
-    cisco = lowered_obj(lowered(doc), CISCO.lower())
-    status = cisco.get("accountstatus")
+    status = ci_get(ci_obj(doc, CISCO), "accountStatus")
     if isinstance(status, str):
         status = [status]
     if status:
