@@ -68,6 +68,12 @@ BATCH_READS = Gauge(
     "1 while the provider's users are read in batches, 0 when read one by one",
     ["provider"],
 )
+QUIET_REWRITES = Counter(
+    "syncd_quiet_rewrites_total",
+    "Mirror rows rewritten with no event: only ignore_fields or representation fields"
+    " (meta.location, change markers) differed",
+    ["provider"],
+)
 PAGE_REFRESHED = Counter(
     "syncd_page_refreshed_users_total",
     "Targets refreshed from a discovery listing's pages (no request of their own)",

@@ -4,12 +4,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import asyncpg
 
 from syncd.errors import WriteRefused
 from syncd.store.batch import ChangeSet, TargetUpdates
 from syncd.store.database import CONNECTION_ERRORS, CONTENT_ERRORS, Database, translate
+
+
+class Written(NamedTuple):
+    """What one ``write_batch`` wrote."""
+
+    events: int
+    #: mirror rows rewritten with no event (only quiet fields differed)
+    refreshed: int
 
 
 class Mirror(Database):
@@ -22,10 +31,12 @@ class Mirror(Database):
         """The first mirror rows (by user id) of a provider, or of all."""
         return await self._fetch("mirror", provider, limit)
 
-    async def write_batch(self, provider: str, owner: str, changes: ChangeSet, updates: TargetUpdates) -> int:
-        """Events + mirror rows (quiet refreshes too) + target bookkeeping for
-        one batch: one statement (so atomic, and one round trip); returns the
-        number of events written."""
+    async def write_batch(
+        self, provider: str, owner: str, changes: ChangeSet, updates: TargetUpdates
+    ) -> Written:
+        """Events + mirror rows (quiet rewrites too) + target bookkeeping for
+        one batch: one statement (so atomic, and one round trip); returns how
+        many events and quiet rewrites went in."""
         self.round_trips += 1
         try:
             row = await self.pool.fetchrow(
@@ -40,4 +51,4 @@ class Mirror(Database):
             raise translate(exc, self.dsn) from exc
         except CONTENT_ERRORS as exc:
             raise WriteRefused(f"{exc.__class__.__name__}: {str(exc)[:300]}") from exc
-        return int(row["events"]) if row else 0
+        return Written(int(row["events"]), int(row["refreshed"])) if row else Written(0, 0)

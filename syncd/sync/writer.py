@@ -48,7 +48,9 @@ class BatchWriter:
         refused: dict[str, str],
     ) -> None:
         try:
-            await self.store.write_batch(runtime.name, self.replica, changes, updates)
+            written = await self.store.write_batch(runtime.name, self.replica, changes, updates)
+            if written.refreshed:
+                metrics.QUIET_REWRITES.labels(runtime.name).inc(written.refreshed)
             return
         except WriteRefused as exc:
             users = updates.user_ids()

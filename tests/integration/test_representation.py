@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from syncd import metrics
 from syncd.model.diff import record_json_and_hash
 from syncd.model.identity import Identity
 from syncd.store import ChangeSet, TargetUpdates
@@ -67,10 +68,12 @@ async def test_a_new_meta_location_on_every_user_is_no_event_and_refreshes_raw(
     before, events = await mirror(store), await event_count(store)
     move_host(provider)
 
+    rewrites = metrics.QUIET_REWRITES.labels("corp")._value.get()
     report = await resync(store, engine)
 
     assert report.counts["unchanged"] == N and report.counts["updated"] == 0
     assert await event_count(store) == events  # not one user.updated
+    assert metrics.QUIET_REWRITES.labels("corp")._value.get() - rewrites == N
     after = await mirror(store)
     for uid in ids:
         assert after[uid]["raw"]["meta"] == provider.users[uid]["meta"]  # raw is current
@@ -218,18 +221,18 @@ async def test_a_quiet_rewrite_never_overwrites_a_row_written_since_or_one_lease
     row = await store.pool.fetchrow("SELECT raw, content_hash FROM syncd.users WHERE user_id = $1", uid)
     stale, stale_hash = record_json_and_hash(Identity(user_id=uid, raw={"id": uid, "stale": True}))
 
-    async def quiet_write(owner: str, replaces: str) -> None:
+    async def quiet_write(owner: str, replaces: str) -> int:
         changes = ChangeSet.empty()
         changes.refresh(uid, stale, stale_hash, replaces)
-        await store.write_batch("corp", owner, changes, TargetUpdates.empty())
+        return (await store.write_batch("corp", owner, changes, TargetUpdates.empty())).refreshed
 
     await store.pool.execute("UPDATE syncd.targets SET leased_by = 'me' WHERE user_id = $1", uid)
-    await quiet_write("me", "some-other-hash")  # the row changed since it was planned
-    await quiet_write("someone-else", row["content_hash"])  # the lease is not ours
+    assert await quiet_write("me", "some-other-hash") == 0  # the row changed since it was planned
+    assert await quiet_write("someone-else", row["content_hash"]) == 0  # the lease is not ours
     assert (
         await store.pool.fetchval("SELECT content_hash FROM syncd.users WHERE user_id = $1", uid)
         == row["content_hash"]
     )
-    await quiet_write("me", row["content_hash"])
+    assert await quiet_write("me", row["content_hash"]) == 1
     now = await store.pool.fetchrow("SELECT raw, content_hash FROM syncd.users WHERE user_id = $1", uid)
     assert (now["raw"], now["content_hash"]) == ({"id": uid, "stale": True}, stale_hash)
