@@ -180,34 +180,88 @@ async def test_a_server_with_lower_case_attribute_names_is_mirrored_like_any_oth
         assert rows[uid]["employee_number"] == doc[ENTERPRISE]["employeeNumber"]
 
 
-@pytest.mark.parametrize("provider", ["webex"], indirect=True)
-async def test_the_enterprise_columns_are_filled_and_migration_016_fills_old_rows_so_no_event_follows(
+COLUMNS = "employee_number, department, cost_center, organization, division, manager_id"
+
+
+async def enterprise_columns(store) -> dict[str, dict[str, Any]]:
+    return {
+        r["user_id"]: dict(r) for r in await store.pool.fetch(f"SELECT user_id, {COLUMNS} FROM syncd.users")
+    }
+
+
+def odd_values(f: FakeProvider, ids: list[str]) -> None:
+    """Values a server may send where the mapping and 016's SQL could part:
+    empty strings, booleans, numbers, objects, nulls, a manager as a bare id;
+    ZITADEL: an owner only in the answer's details, or in neither."""
+    if f.dialect.type == "zitadel":
+        del f.users[ids[0]]["user"]["details"]["resourceOwner"]  # the user's details win: none
+        f.users[ids[1]]["user"]["details"] = {}  # empty: the answer's details are read
+        f.users[ids[2]]["details"]["resourceOwner"] = ""
+        f.users[ids[2]]["user"]["details"]["resourceOwner"] = 284761535123456789  # a number
+        f.users[ids[3]]["user"]["details"]["resourceOwner"] = True
+        return
+    for uid, (key, value) in zip(
+        ids,
+        [
+            ("department", ""),
+            ("division", True),
+            ("manager", "m-plain"),
+            ("employeeNumber", 42),
+            ("costCenter", {"x": 1}),
+            ("organization", None),
+            ("manager", {"value": ""}),
+            ("division", 1.5),
+        ],
+        strict=False,
+    ):
+        f.users[uid][ENTERPRISE][key] = value
+
+
+@pytest.mark.parametrize("provider", ["webex", "zitadel"], indirect=True)
+async def test_migration_016_fills_old_rows_as_syncd_maps_them_so_no_event_follows(
     provider, store, make_config, engine_for
 ):
-    ids, engine = await synced(provider, store, make_config, engine_for)
-    cols = "employee_number, department, cost_center, organization, division, manager_id"
-    filled = {
-        r["user_id"]: dict(r) for r in await store.pool.fetch(f"SELECT user_id, {cols} FROM syncd.users")
-    }
-    ext = provider.users[ids[0]][ENTERPRISE]
-    assert filled[ids[0]] == {
-        "user_id": ids[0],
-        "employee_number": ext["employeeNumber"],
-        "department": ext["department"],
-        "cost_center": ext["costCenter"],
-        "organization": ext.get("organization"),
-        "division": ext.get("division"),
-        "manager_id": ext["manager"]["value"],
-    }
+    ids = provider.seed(N)
+    odd_values(provider, ids)
+    await store.add_targets("corp", ids)
+    engine = await engine_for(make_config(("corp", provider), **FAST))
+    assert (await engine.sync("corp")).counts["created"] == N
+    filled = await enterprise_columns(store)
+    if provider.dialect.type == "webex":
+        ext = provider.users[ids[-1]][ENTERPRISE]
+        assert filled[ids[-1]] == {
+            "user_id": ids[-1],
+            "employee_number": ext["employeeNumber"],
+            "department": ext["department"],
+            "cost_center": ext["costCenter"],
+            "organization": ext.get("organization"),
+            "division": ext.get("division"),
+            "manager_id": ext["manager"]["value"],
+        }
+        assert [
+            filled[u][c]
+            for u, c in zip(ids, ["department", "division", "manager_id", "employee_number"], strict=False)
+        ] == [
+            None,
+            None,
+            "m-plain",
+            "42",
+        ]
+    else:
+        assert [filled[u]["organization"] for u in ids[:4]] == [
+            None,
+            "284761535123456789",
+            "284761535123456789",
+            None,
+        ]
+        assert filled[ids[-1]]["organization"] == provider.users[ids[-1]]["user"]["details"]["resourceOwner"]
     # rows as a release before 016 left them: no columns, a hash of the old record
     await store.pool.execute(
-        f"ALTER TABLE syncd.users DROP COLUMN {cols.replace(', ', ', DROP COLUMN ')}; "
+        f"ALTER TABLE syncd.users DROP COLUMN {COLUMNS.replace(', ', ', DROP COLUMN ')}; "
         "UPDATE syncd.users SET content_hash = 'pre-016'"
     )
     await store.pool.execute((SQL / "016_enterprise_columns.sql").read_text())
-    assert {
-        r["user_id"]: dict(r) for r in await store.pool.fetch(f"SELECT user_id, {cols} FROM syncd.users")
-    } == filled
+    assert await enterprise_columns(store) == filled
     events = await event_count(store)
     assert (await resync(store, engine)).counts["unchanged"] == N  # each row rewritten quietly once
     assert await event_count(store) == events
@@ -222,17 +276,28 @@ async def test_a_quiet_rewrite_never_overwrites_a_row_written_since_or_one_lease
     stale, stale_hash = record_json_and_hash(Identity(user_id=uid, raw={"id": uid, "stale": True}))
 
     async def quiet_write(owner: str, replaces: str) -> int:
-        changes = ChangeSet.empty()
+        """A quiet rewrite of ``uid`` by ``owner`` (leasing it first when
+        ``owner`` is "me"), and the answer's fingerprint and ETag planned for it."""
+        if owner == "me":
+            await store.pool.execute("UPDATE syncd.targets SET leased_by = 'me' WHERE user_id = $1", uid)
+        changes, updates = ChangeSet.empty(), TargetUpdates.empty()
         changes.refresh(uid, stale, stale_hash, replaces)
-        return (await store.write_batch("corp", owner, changes, TargetUpdates.empty())).refreshed
+        updates.add(uid, "unchanged", next_in=900, body_hash="fingerprint", etag=('W/"9"', "scope"))
+        return (await store.write_batch("corp", owner, changes, updates)).refreshed
 
-    await store.pool.execute("UPDATE syncd.targets SET leased_by = 'me' WHERE user_id = $1", uid)
+    async def kept() -> tuple[Any, ...]:
+        t = await store.pool.fetchrow("SELECT body_hash, etag FROM syncd.targets WHERE user_id = $1", uid)
+        return (t["body_hash"], t["etag"])
+
     assert await quiet_write("me", "some-other-hash") == 0  # the row changed since it was planned
+    # that answer was not written: its fingerprint and ETag are not kept (the next read maps it)
+    assert await kept() == (None, None)
     assert await quiet_write("someone-else", row["content_hash"]) == 0  # the lease is not ours
     assert (
         await store.pool.fetchval("SELECT content_hash FROM syncd.users WHERE user_id = $1", uid)
         == row["content_hash"]
     )
     assert await quiet_write("me", row["content_hash"]) == 1
+    assert await kept() == ("fingerprint", 'W/"9"')
     now = await store.pool.fetchrow("SELECT raw, content_hash FROM syncd.users WHERE user_id = $1", uid)
     assert (now["raw"], now["content_hash"]) == ({"id": uid, "stale": True}, stale_hash)
