@@ -62,16 +62,26 @@ def as_count(value: Any) -> int:
 
 
 # -- telling the provider's own 404 from any other ---------------------------------------------
-def ci_get(doc: Mapping[str, Any], name: str) -> Any:
+def ci_get(doc: Mapping[str, Any], name: str, default: Any = None) -> Any:
     """``doc[name]``, the name matched exactly, else case-insensitively (a
-    header's; a SCIM attribute's, RFC 7643 §2.1), None when there is none."""
-    value = doc.get(name)
-    if value is None:  # a loop, not next(genexpr): this runs some 30 times per SCIM user
-        lowered = name.lower()
-        for key, found in doc.items():
-            if key.lower() == lowered:
-                return found
-    return value
+    header's; a SCIM attribute's, RFC 7643 §2.1); ``default`` when there is
+    no such key. A key present with the exact name wins, even when null."""
+    if name in doc:
+        return doc[name]
+    lowered = name.lower()
+    for key, found in doc.items():  # a loop, not next(genexpr): this runs some 30 times per SCIM user
+        if key.lower() == lowered:
+            return found
+    return default
+
+
+def text_value(value: Any) -> str | None:
+    """A JSON string or number as text, else None (an empty string, true,
+    null, an object or array is no value). Migration 016 fills the mirror's
+    columns by the same rule, in SQL."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    return str(value) or None
 
 
 def header(headers: Mapping[str, str], name: str) -> str:

@@ -52,6 +52,7 @@ from syncd.providers.documents import (
     is_scim_not_found,
     json_kind,
     obj,
+    text_value,
 )
 from syncd.providers.urls import config_url, user_url
 from syncd.timeutil import parse_rfc3339
@@ -99,6 +100,10 @@ def ci_obj(doc: dict[str, Any], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+#: no such key (``ci_get``'s default where null and absent differ)
+_ABSENT = object()
+
+
 def _multi(items: Any) -> list[dict[str, Any]]:
     """A multi-valued attribute's items (RFC 7643 §2.4) that have a value."""
     if not isinstance(items, list):
@@ -109,12 +114,12 @@ def _multi(items: Any) -> list[dict[str, Any]]:
 def scim_emails(doc: dict[str, Any]) -> tuple[Email, ...]:
     out = []
     for e in _multi(ci_get(doc, "emails")):
-        primary = ci_get(e, "primary")
+        primary = ci_get(e, "primary", _ABSENT)
         out.append(
             Email(
                 value=str(ci_get(e, "value")),
                 type=ci_get(e, "type"),
-                primary=None if primary is None else bool(primary),
+                primary=None if primary is _ABSENT else bool(primary),
             )
         )
     return tuple(out)
@@ -126,13 +131,6 @@ def _primary_value(items: Any) -> str | None:
         if ci_get(i, "primary"):
             return str(ci_get(i, "value"))
     return str(ci_get(values[0], "value")) if values else None
-
-
-def _text(value: Any) -> str | None:
-    """An enterprise attribute as text (a number is kept as its digits), or None."""
-    if isinstance(value, bool) or value is None or isinstance(value, dict | list):
-        return None
-    return str(value) or None
 
 
 #: the enterprise extension's attributes and their record fields
@@ -150,9 +148,9 @@ def enterprise_fields(doc: dict[str, Any]) -> dict[str, str | None]:
     ext = ci_obj(doc, ENTERPRISE)
     if not ext:
         return {}
-    fields = {field: _text(ci_get(ext, name)) for field, name in ENTERPRISE_FIELDS.items()}
+    fields = {field: text_value(ci_get(ext, name)) for field, name in ENTERPRISE_FIELDS.items()}
     manager = ci_get(ext, "manager")
-    fields["manager_id"] = _text(ci_get(manager, "value") if isinstance(manager, dict) else manager)
+    fields["manager_id"] = text_value(ci_get(manager, "value") if isinstance(manager, dict) else manager)
     return fields
 
 

@@ -23,7 +23,7 @@ from syncd.model.identity import Email, Identity
 from syncd.model.listing import Cursor, ListSettings, Page
 from syncd.providers.base import ProviderType, SearchBy, has_value
 from syncd.providers.check import CheckFailed
-from syncd.providers.documents import as_count, describe, document, json_error, json_kind, obj
+from syncd.providers.documents import as_count, describe, document, json_error, json_kind, obj, text_value
 from syncd.providers.urls import config_url, user_url
 from syncd.timeutil import parse_rfc3339
 
@@ -95,7 +95,7 @@ def normalize(doc: Any) -> Identity:
         "updated_at": parse_rfc3339(details.get("changeDate")),
         "source_version": str(details["sequence"]) if details.get("sequence") is not None else None,
         # the organization the user belongs to (its id: ZITADEL has no name here)
-        "organization": str(details["resourceOwner"]) if details.get("resourceOwner") else None,
+        "organization": text_value(details.get("resourceOwner")),
         "raw": doc,
     }
     if "machine" in user:

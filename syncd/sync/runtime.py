@@ -34,6 +34,13 @@ class ReadMode:
         return "batch" if self.batch_size else "by_id"
 
 
+#: the version of what a provider's document maps to: bumped whenever a
+#: ``normalize`` changes (2: SCIM names in any case, the enterprise columns),
+#: so body fingerprints and ETags kept before are not trusted and every user
+#: is mapped again once, even where the release's version is the same
+MAPPING = 2
+
+
 @dataclass
 class ProviderRuntime:
     """A configured provider ready to fetch: its connection, and the state
@@ -95,7 +102,7 @@ def open_runtime(config: ProviderBase) -> ProviderRuntime:
     kind = connection.kind
     ignore = config.ignore_fields if config.ignore_fields is not None else kind.default_ignore_fields
     quiet = (*ignore, *(() if config.representation_events else kind.representation_fields))
-    salt = repr((__version__, kind.name, sorted(config.redact_fields), sorted(quiet))).encode()
+    salt = repr((__version__, MAPPING, kind.name, sorted(config.redact_fields), sorted(quiet))).encode()
     return ProviderRuntime(connection, quiet, salt=salt)
 
 
