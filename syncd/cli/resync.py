@@ -189,7 +189,7 @@ def _attention(counts: dict[str, int]) -> list[str]:
     found = []
     # a user deleted in the mirror already answers 404 as expected: no news
     gone = counts["not_found"] - counts.get("still_deleted", 0)
-    if gone:
+    if gone > 0:
         found.append(f"{gone} user(s) not found")
     if counts["held"]:
         found.append(f"{counts['held']} deletion(s) held (see `syncd deletions list`)")

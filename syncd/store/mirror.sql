@@ -93,6 +93,9 @@ WITH rows AS (
         raw = EXCLUDED.raw, content_hash = EXCLUDED.content_hash,
         synced_at = now(), changed_at = now(), deleted_at = NULL
     RETURNING 1
+), quiet AS (
+    SELECT f ->> 0 AS user_id, f -> 1 AS record, f ->> 2 AS content_hash, f ->> 3 AS replaces
+    FROM jsonb_array_elements($5::jsonb) AS f
 ), refreshed AS (
     -- the record's columns by name (jsonb_populate_record: a record key is
     -- its column's name); changed_at stays, as nothing a reader acts on changed
@@ -105,13 +108,16 @@ WITH rows AS (
          r.locale, r.employee_number, r.department, r.cost_center, r.organization,
          r.division, r.manager_id, r.updated_at, r.source_version, r.raw),
         content_hash = q.content_hash, synced_at = now()
-    FROM (SELECT f ->> 0 AS user_id, f -> 1 AS record, f ->> 2 AS content_hash, f ->> 3 AS replaces
-          FROM jsonb_array_elements($5::jsonb) AS f) AS q
+    FROM quiet q
     JOIN syncd.targets t ON t.provider = $1 AND t.user_id = q.user_id AND t.leased_by = $2
     CROSS JOIN LATERAL jsonb_populate_record(NULL::syncd.users, q.record) AS r
     WHERE u.provider = $1 AND u.user_id = q.user_id AND u.content_hash = q.replaces
       AND u.deleted_at IS NULL
-    RETURNING 1
+    RETURNING u.user_id
+), unrefreshed AS (
+    -- a quiet rewrite the guard skipped (the row changed since): the answer's
+    -- fingerprint and ETag are not kept, so the next read maps it again
+    SELECT user_id FROM quiet WHERE (user_id IN (SELECT user_id FROM refreshed)) IS NOT TRUE
 ), deleted AS (
     UPDATE syncd.users u SET deleted_at = now(), changed_at = now()
     FROM written w
@@ -131,10 +137,12 @@ WITH rows AS (
         attempts = CASE WHEN i.failed THEN t.attempts + 1 ELSE 0 END,
         not_found_count = i.nf_count,
         not_found_since = i.nf_since,
-        body_hash = i.body_hash,
+        body_hash = CASE WHEN (i.user_id IN (SELECT user_id FROM unrefreshed)) IS TRUE THEN NULL
+                         ELSE i.body_hash END,
         -- the ETag of the answer just planned (NULL clears it: a failure, or
         -- a 200 without one); after a 304, the one that was sent
-        etag = i.etag,
+        etag = CASE WHEN (i.user_id IN (SELECT user_id FROM unrefreshed)) IS TRUE THEN NULL
+                    ELSE i.etag END,
         etag_scope = i.etag_scope
     FROM (SELECT b ->> 0 AS user_id, b ->> 1 AS status, b ->> 2 AS error,
                  (b ->> 3)::float8 AS next_in, (b ->> 4)::int AS nf_count,
