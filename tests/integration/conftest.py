@@ -253,6 +253,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+async def spawn_syncd(*args: str, **kw: Any) -> asyncio.subprocess.Process:
+    """``python -m syncd *args`` as a child process (``kw``: its stdout, stderr, env)."""
+    return await asyncio.create_subprocess_exec(sys.executable, "-m", "syncd", *args, **kw)
+
+
 # -- `syncd run` as a process -----------------------------------------------------------
 class DaemonProcess:
     """A `syncd run` started by ``start_daemon``: its admin server and its log."""
@@ -332,10 +337,7 @@ refresh = "{refresh}"
         )
         log_path = tmp_path / f"{name}.log"
         with log_path.open("w") as log_file:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "syncd",
+            proc = await spawn_syncd(
                 "run",
                 "--config",
                 str(cfg),

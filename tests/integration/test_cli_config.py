@@ -13,7 +13,7 @@ from pathlib import Path
 from prometheus_client import REGISTRY
 
 from syncd.cli.command import EXIT_CONFIG, EXIT_FAIL, EXIT_OK, EXIT_USAGE
-from tests.integration.conftest import TOKEN_ENV, free_port, wait_for
+from tests.integration.conftest import TOKEN_ENV, free_port, spawn_syncd, wait_for
 from tests.integration.test_cli import syncd, write_config
 
 #: what the operator's shell might have set, unset for these runs
@@ -129,10 +129,7 @@ async def test_a_bare_listen_port_serves_on_loopback_only(tmp_path, db_url, zita
     cfg = write_config(tmp_path, db_url, zitadel.url)
     log = tmp_path / "run.log"
     with log.open("w") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "syncd",
+        proc = await spawn_syncd(
             "run",
             "--config",
             cfg,

@@ -14,7 +14,7 @@ import structlog
 
 from syncd import logs
 from syncd.logs import LineWriter
-from tests.integration.conftest import TOKEN_ENV, DaemonProcess, free_port, wait_for
+from tests.integration.conftest import TOKEN_ENV, DaemonProcess, free_port, spawn_syncd, wait_for
 
 
 class Broken(io.StringIO):
@@ -131,10 +131,7 @@ async def test_a_daemon_whose_stdout_reader_is_gone_still_syncs_and_stops_on_sig
     r, w = os.pipe()
     err_path = tmp_path / "stderr.log"
     with err_path.open("w") as err_file:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "syncd",
+        proc = await spawn_syncd(
             "run",
             "--config",
             str(cfg),
